@@ -1,0 +1,47 @@
+# Two commands matter: `make demo` and `make test`. Everything else is what they need.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CACHE ?= $(HOME)/.cache/jupyterhub-mcp
+
+.PHONY: demo test unit lint controlplane tools venv node bench clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+node: node_modules/.installed
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# etcd, kube-apiserver, kube-controller-manager, kwok built from Go modules at pinned versions,
+# plus kubectl and helm; cached under $(CACHE), keyed by version.
+controlplane:
+	bash tests/controlplane/build.sh
+
+tools: venv node controlplane
+
+demo: venv node
+	$(BIN)/jupyterhub-mcp demo
+
+test: tools
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/pytest -q -ra tests/unit
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: tools
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .demo

@@ -1,0 +1,139 @@
+"""Sidecar settings, parsed from the environment in exactly one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MODES = ("read-only", "edit", "execute")
+
+
+class ConfigError(ValueError):
+    """The environment does not describe a sidecar that can start safely."""
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _names(value: str | None) -> frozenset[str]:
+    return frozenset(n.strip() for n in (value or "").split(",") if n.strip())
+
+
+def _number(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key} must be a number, got {raw!r}") from exc
+
+
+def _prefix(raw: str | None) -> str:
+    prefix = raw or "/"
+    if not prefix.startswith("/"):
+        prefix = "/" + prefix
+    if not prefix.endswith("/"):
+        prefix += "/"
+    return prefix
+
+
+@dataclass(frozen=True)
+class Settings:
+    service_prefix: str = "/"
+    user: str | None = None
+    server_name: str = ""
+    hub_api_url: str | None = None
+    hub_api_token: str | None = field(default=None, repr=False)
+    activity_url: str | None = None
+    allow_token_in_url: bool = False
+    jupyter_url: str = "http://127.0.0.1:8888"
+    jupyter_token: str | None = field(default=None, repr=False)
+    host: str = "0.0.0.0"
+    port: int = 8890
+    static_token: str | None = field(default=None, repr=False)
+    allowed_hosts: tuple[str, ...] = ("*",)
+    mode: str = "execute"
+    allow_tools: frozenset[str] = frozenset()
+    deny_tools: frozenset[str] = frozenset()
+    exec_timeout: float = 30.0
+    exec_max_timeout: float = 600.0
+    output_max_chars: int = 20_000
+    output_max_image_bytes: int = 1_048_576
+    audit_log: str = "stdout"
+    audit_include_code: bool = False
+    auth_cache_ttl: float = 30.0
+    activity_interval: float = 60.0
+
+    @property
+    def mcp_path(self) -> str:
+        """Where MCP is served, e.g. ``/user/alice/mcp``: an Ingress routes it with no rewrite."""
+        return self.service_prefix + "mcp"
+
+    @property
+    def jupyter_base_url(self) -> str:
+        """The Jupyter server including the prefix, e.g. ``http://127.0.0.1:8888/user/alice/``."""
+        return self.jupyter_url.rstrip("/") + self.service_prefix
+
+    @property
+    def uses_hub_auth(self) -> bool:
+        return bool(self.hub_api_url) and not self.static_token
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if env is None else env
+        static_token = env.get("MCP_TOKEN") or None
+        token_file = env.get("MCP_TOKEN_FILE")
+        if not static_token and token_file:
+            try:
+                static_token = Path(token_file).read_text().strip() or None
+            except OSError as exc:
+                raise ConfigError(f"cannot read MCP_TOKEN_FILE {token_file}: {exc.strerror}") from exc
+        mode = (env.get("MCP_MODE") or "execute").strip().lower()
+        if mode not in MODES:
+            raise ConfigError(f"MCP_MODE must be one of {', '.join(MODES)}, got {mode!r}")
+        hosts = tuple(h.strip() for h in (env.get("MCP_ALLOWED_HOSTS") or "*").split(",") if h.strip())
+        values: dict[str, object] = dict(
+            service_prefix=_prefix(env.get("JUPYTERHUB_SERVICE_PREFIX")),
+            user=env.get("JUPYTERHUB_USER") or None,
+            server_name=env.get("JUPYTERHUB_SERVER_NAME") or "",
+            hub_api_url=(env.get("JUPYTERHUB_API_URL") or "").rstrip("/") or None,
+            hub_api_token=env.get("JUPYTERHUB_API_TOKEN") or None,
+            activity_url=env.get("JUPYTERHUB_ACTIVITY_URL") or None,
+            allow_token_in_url=_flag(env.get("JUPYTERHUB_ALLOW_TOKEN_IN_URL")),
+            jupyter_url=env.get("JUPYTER_SERVER_URL") or "http://127.0.0.1:8888",
+            jupyter_token=env.get("JUPYTER_TOKEN") or env.get("JUPYTERHUB_API_TOKEN") or None,
+            host=env.get("MCP_HOST") or "0.0.0.0",
+            port=int(_number(env, "MCP_PORT", 8890)),
+            static_token=static_token,
+            allowed_hosts=hosts or ("*",),
+            mode=mode,
+            allow_tools=_names(env.get("MCP_ALLOW_TOOLS")),
+            deny_tools=_names(env.get("MCP_DENY_TOOLS")),
+            exec_timeout=_number(env, "MCP_EXEC_TIMEOUT", 30.0),
+            exec_max_timeout=_number(env, "MCP_EXEC_MAX_TIMEOUT", 600.0),
+            output_max_chars=int(_number(env, "MCP_OUTPUT_MAX_CHARS", 20_000)),
+            output_max_image_bytes=int(_number(env, "MCP_OUTPUT_MAX_IMAGE_BYTES", 1_048_576)),
+            audit_log=env.get("MCP_AUDIT_LOG") or "stdout",
+            audit_include_code=_flag(env.get("MCP_AUDIT_INCLUDE_CODE")),
+            auth_cache_ttl=_number(env, "MCP_AUTH_CACHE_TTL", 30.0),
+            activity_interval=_number(env, "MCP_ACTIVITY_INTERVAL", 60.0),
+        )
+        values.update(overrides)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not self.static_token and not self.hub_api_url:
+            raise ConfigError(
+                "refusing to start without authentication: set JUPYTERHUB_API_URL (hub tokens) "
+                "or MCP_TOKEN / MCP_TOKEN_FILE (a static token)"
+            )
+        if self.hub_api_url and not self.static_token and not self.user:
+            raise ConfigError("JUPYTERHUB_USER is required with hub authentication")
+        if self.exec_timeout <= 0 or self.exec_max_timeout < self.exec_timeout:
+            raise ConfigError("need 0 < MCP_EXEC_TIMEOUT <= MCP_EXEC_MAX_TIMEOUT")
