@@ -1,0 +1,169 @@
+"""Async JupyterHub API client for per-user tokens: mint, list, revoke.
+
+The operator talks to the hub as a hub *service* (URL and token from the chart). The service needs
+the `tokens` scope (which includes `read:tokens`) on the users it issues for; see README.
+
+Transient failures (connection errors, timeouts, 429/502/503/504) are retried with exponential
+backoff and end in `HubUnavailable`; anything else the hub refuses ends in `HubRefused` at once.
+Token values never reach a log line or an exception message: only token ids do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from mcp_operator.tokens import HubToken, MintedToken
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+
+class HubError(Exception):
+    """The hub did not do what we asked."""
+
+
+class HubUnavailable(HubError):
+    """The hub could not be reached (or kept answering 'try later') after all retries."""
+
+
+class HubRefused(HubError):
+    """The hub answered and said no (bad service token, missing scope, unknown user...)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"hub refused with HTTP {status}: {message}")
+        self.status = status
+
+
+def _user_path(user: str) -> str:
+    # Same escaping the hub applies to user names in its own URLs.
+    return f"users/{quote(user, safe='@~')}"
+
+
+def _hub_message(response: httpx.Response) -> str:
+    """The hub's own error message ({"status": ..., "message": ...}), for error reports."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"]
+    return response.reason_phrase
+
+
+class HubClient:
+    """Thin shell over the hub REST API; one pooled connection for the operator's lifetime."""
+
+    def __init__(
+        self,
+        api_url: str,
+        service_token: str,
+        *,
+        attempts: int = 4,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        timeout: float = 10.0,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        if not api_url:
+            raise ValueError("hub API URL is empty (set JUPYTERHUB_API_URL / --hub-api-url)")
+        if not service_token:
+            raise ValueError("hub service token is empty (set JUPYTERHUB_API_TOKEN)")
+        if attempts < 1:
+            raise ValueError(f"attempts must be >= 1, not {attempts}")
+        self.api_url = api_url.rstrip("/") + "/"
+        self._attempts = attempts
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._sleep = sleep
+        self._http = httpx.AsyncClient(
+            base_url=self.api_url,
+            headers={"Authorization": f"token {service_token}"},
+            timeout=timeout,
+        )
+
+    @classmethod
+    def from_env(cls, api_url: str | None = None, **kwargs: Any) -> HubClient:
+        """The chart passes JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN (from a Secret)."""
+        return cls(
+            api_url or os.environ.get("JUPYTERHUB_API_URL", ""),
+            os.environ.get("JUPYTERHUB_API_TOKEN", ""),
+            **kwargs,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> HubClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _request(
+        self, method: str, path: str, *, json: Any = None, ok: tuple[int, ...]
+    ) -> httpx.Response:
+        delay = self._backoff
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response = await self._http.request(method, path, json=json)
+            except httpx.TransportError as e:
+                problem = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            else:
+                if response.status_code in ok:
+                    return response
+                if response.status_code not in RETRY_STATUSES:
+                    raise HubRefused(response.status_code, _hub_message(response))
+                problem = f"HTTP {response.status_code}"
+            if attempt == self._attempts:
+                raise HubUnavailable(
+                    f"hub at {self.api_url} unavailable after {attempt} attempts: {method} {path}: {problem}"
+                )
+            log.warning("hub %s %s failed (%s); retry %d/%d in %.1fs",
+                        method, path, problem, attempt, self._attempts - 1, delay)
+            await self._sleep(delay)
+            delay = min(delay * 2, self._max_backoff)
+        raise AssertionError("unreachable")
+
+    async def mint(self, user: str, *, scopes: list[str], expires_in: int, note: str) -> MintedToken:
+        """POST /users/{user}/tokens. A token minted while the answer got lost (timeout, then a
+        retry) is a stray: the next check finds it by its note and revokes it."""
+        response = await self._request(
+            "POST",
+            f"{_user_path(user)}/tokens",
+            json={"scopes": scopes, "expires_in": expires_in, "note": note},
+            ok=(200, 201),
+        )
+        minted = MintedToken.from_model(response.json())
+        log.info("minted hub token %s for user %s (expires %s)", minted.id, user, minted.expires_at)
+        return minted
+
+    async def list_tokens(self, user: str) -> list[HubToken]:
+        """GET /users/{user}/tokens (the hub leaves out expired ones)."""
+        response = await self._request("GET", f"{_user_path(user)}/tokens", ok=(200,))
+        return [HubToken.from_model(m) for m in response.json().get("api_tokens", [])]
+
+    async def revoke(self, user: str, token_id: str) -> bool:
+        """DELETE /users/{user}/tokens/{id}. True if revoked now, False if it was already gone."""
+        try:
+            await self._request("DELETE", f"{_user_path(user)}/tokens/{quote(token_id, safe='')}", ok=(204,))
+        except HubRefused as e:
+            if e.status == 404:
+                return False
+            raise
+        log.info("revoked hub token %s of user %s", token_id, user)
+        return True
+
+    async def whoami(self, token: str) -> dict[str, Any]:
+        """GET /user as the given token (identity and scopes); used to check a minted token."""
+        response = await self._http.get("user", headers={"Authorization": f"token {token}"})
+        if response.status_code != 200:
+            raise HubRefused(response.status_code, _hub_message(response))
+        return response.json()

@@ -1,0 +1,280 @@
+"""Per-user hub tokens, pure core: which token a server gets, when to re-mint, what to revoke,
+and the Secret that hands the token (plus a ready-to-use MCP client configuration) to the user.
+
+No I/O here. `hubclient.py` talks to the hub, `token_handlers.py` runs the plan against the hub and
+the Kubernetes API.
+
+How the operator recognises its own tokens in the hub (after a restart, or when a pod is gone):
+by the note, `jupyterhub-mcp sidecar access (<policy>) pod=<pod uid>`, together with the scope
+`access:servers!server=<user>/<server>`. The pod uid in the note lets a pod deletion revoke
+exactly that pod's tokens even when its Secret has already been garbage-collected.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+NOTE_PREFIX = "jupyterhub-mcp sidecar access"
+_NOTE_POD = re.compile(r" pod=([0-9A-Za-z-]+)$")
+
+# Secret keys (files in the mounted directory, e.g. ~/.mcp/mcp.json).
+KEY_TOKEN = "token"
+KEY_TOKEN_ID = "token_id"
+KEY_EXPIRES_AT = "expires_at"
+KEY_URL = "url"
+KEY_MCP_JSON = "mcp.json"
+KEY_MCP_HTTP_JSON = "mcp-http.json"
+
+# Secret annotations: what a restarted operator reads to know which token is live.
+ANN_TOKEN_ID = "mcp.jupyterhub.org/token-id"
+ANN_EXPIRES_AT = "mcp.jupyterhub.org/token-expires-at"
+ANN_POLICY = "mcp.jupyterhub.org/policy"
+
+
+def server_scope(user: str, server_name: str) -> str:
+    """The narrowest scope reaching one server: `access:servers!server=alice/` for the default one
+    (the hub accepts the empty server name; checked against a real hub in the tests)."""
+    return f"access:servers!server={user}/{server_name}"
+
+
+def token_note(policy: str, pod_uid: str) -> str:
+    return f"{NOTE_PREFIX} ({policy}) pod={pod_uid}"
+
+
+def note_pod_uid(note: str | None) -> str | None:
+    """The pod uid in one of our notes, None for anyone else's token."""
+    if not note or not note.startswith(NOTE_PREFIX):
+        return None
+    match = _NOTE_POD.search(note)
+    return match.group(1) if match else None
+
+
+def parse_hub_time(value: str | None) -> datetime | None:
+    """Hub timestamps are ISO 8601 UTC with a trailing Z (`2026-01-02T03:04:05.678901Z`)."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class HubToken:
+    """A token as the hub lists it (never with its value)."""
+
+    id: str
+    scopes: frozenset[str]
+    note: str | None
+    expires_at: datetime | None
+
+    @classmethod
+    def from_model(cls, model: Mapping[str, Any]) -> HubToken:
+        if not isinstance(model.get("id"), str):
+            raise ValueError(f"hub token model without an id: keys {sorted(model)}")
+        return cls(
+            id=model["id"],
+            scopes=frozenset(model.get("scopes") or ()),
+            note=model.get("note"),
+            expires_at=parse_hub_time(model.get("expires_at")),
+        )
+
+    def is_ours_for(self, scope: str) -> bool:
+        return note_pod_uid(self.note) is not None and scope in self.scopes
+
+
+@dataclass(frozen=True)
+class MintedToken(HubToken):
+    """A freshly minted token: the only place the value exists. Kept out of repr (and so logs)."""
+
+    value: str = field(default="", repr=False)
+
+    @classmethod
+    def from_model(cls, model: Mapping[str, Any]) -> MintedToken:
+        base = HubToken.from_model(model)
+        value = model.get("token")
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"hub answered a token request without a token (id {base.id})")
+        if base.expires_at is None:
+            raise ValueError(f"hub minted token {base.id} without an expiry")
+        return cls(id=base.id, scopes=base.scopes, note=base.note, expires_at=base.expires_at, value=value)
+
+
+@dataclass(frozen=True)
+class LiveToken:
+    """What a token Secret says is live: id and expiry, from its annotations."""
+
+    id: str
+    expires_at: datetime
+
+
+def live_token(secret: Mapping[str, Any] | None, pod_uid: str) -> LiveToken | None:
+    """The token this pod's Secret holds. A Secret still owned by an earlier pod of the same server
+    (not yet garbage-collected) holds nothing for this pod: its token is a stray to replace."""
+    if not secret:
+        return None
+    meta = secret.get("metadata") or {}
+    if not any(ref.get("uid") == pod_uid for ref in meta.get("ownerReferences") or ()):
+        return None
+    annotations = meta.get("annotations") or {}
+    token_id = annotations.get(ANN_TOKEN_ID)
+    try:
+        expires_at = parse_hub_time(annotations.get(ANN_EXPIRES_AT))
+    except ValueError:
+        expires_at = None  # a hand-edited annotation: treat the Secret as holding nothing usable
+    if not token_id or expires_at is None:
+        return None
+    return LiveToken(token_id, expires_at)
+
+
+def check_timing(ttl_seconds: int, rotate_before_seconds: int) -> None:
+    """A rotate-before window that is not shorter than the TTL would re-mint on every check."""
+    if ttl_seconds <= 0:
+        raise ValueError(f"tokens.ttlSeconds must be positive, not {ttl_seconds}")
+    if not 0 <= rotate_before_seconds < ttl_seconds:
+        raise ValueError(
+            f"tokens.rotateBeforeSeconds ({rotate_before_seconds}) must be >= 0 and shorter than "
+            f"tokens.ttlSeconds ({ttl_seconds})"
+        )
+
+
+def needs_rotation(now: datetime, expires_at: datetime, rotate_before_seconds: int) -> bool:
+    return (expires_at - now).total_seconds() <= rotate_before_seconds
+
+
+@dataclass(frozen=True)
+class TokenPlan:
+    """What to do for one server. Order matters: mint, write the Secret, *then* revoke, so the user
+    always holds a working token and at most two are live for the length of one rotation."""
+
+    mint: bool
+    revoke: tuple[str, ...]
+    reason: str
+
+
+def plan_tokens(
+    now: datetime,
+    live: LiveToken | None,
+    hub_tokens: Iterable[HubToken],
+    scope: str,
+    rotate_before_seconds: int,
+) -> TokenPlan:
+    """Decide from the Secret's view (`live`) and the hub's view (`hub_tokens` of the user).
+
+    Every token of ours for this server that the Secret does not hold is a stray (a restart between
+    mint and Secret write, or a previous pod of the same server) and is revoked.
+    """
+    ours = [t for t in hub_tokens if t.is_ours_for(scope)]
+    by_id = {t.id: t for t in ours}
+    if live is None:
+        reason, mint = "no token yet", True
+    elif live.id not in by_id:
+        reason, mint = f"token {live.id} is no longer known to the hub", True
+    elif needs_rotation(now, live.expires_at, rotate_before_seconds):
+        reason, mint = f"token {live.id} expires at {format_time(live.expires_at)}: rotating", True
+    else:
+        reason, mint = f"token {live.id} is valid until {format_time(live.expires_at)}", False
+    keep = None if mint or live is None else live.id
+    revoke = tuple(sorted(t.id for t in ours if t.id != keep))
+    return TokenPlan(mint=mint, revoke=revoke, reason=reason)
+
+
+def tokens_of_pod(hub_tokens: Iterable[HubToken], pod_uid: str) -> list[str]:
+    """Ids of our tokens minted for this pod: what its deletion revokes."""
+    return sorted(t.id for t in hub_tokens if note_pod_uid(t.note) == pod_uid)
+
+
+def mcp_path(user: str, server_name: str) -> str:
+    """`/user/<name>/mcp` (`/user/<name>/<server>/mcp`), escaped the way the hub escapes prefixes."""
+    prefix = f"/user/{quote(user, safe='@~')}/"
+    if server_name:
+        prefix += f"{quote(server_name, safe='@~')}/"
+    return prefix + "mcp"
+
+
+def endpoint_url(user: str, server_name: str, *, route_host: str | None, hub_public_url: str | None) -> str:
+    """The user's MCP endpoint: on the policy's route host when there is one, else on the hub."""
+    if route_host:
+        base = route_host if "://" in route_host else f"https://{route_host}"
+    elif hub_public_url:
+        base = hub_public_url
+    else:
+        raise ValueError("no route host in the policy and no hub public URL: cannot name the endpoint")
+    return base.rstrip("/") + mcp_path(user, server_name)
+
+
+def client_config_name(server_name: str) -> str:
+    return f"jupyterhub-{server_name}" if server_name else "jupyterhub"
+
+
+def mcp_remote_config(url: str, token: str, server_name: str) -> dict[str, Any]:
+    """For stdio-only clients (Claude Desktop and the like): `npx mcp-remote <url> --header ...`.
+    The header value comes from env because some hosts split arguments on spaces."""
+    return {
+        "mcpServers": {
+            client_config_name(server_name): {
+                "command": "npx",
+                "args": ["-y", "mcp-remote", url, "--header", "Authorization:${AUTH_HEADER}"],
+                "env": {"AUTH_HEADER": f"Bearer {token}"},
+            }
+        }
+    }
+
+
+def mcp_http_config(url: str, token: str, server_name: str) -> dict[str, Any]:
+    """For clients that speak Streamable HTTP themselves: url + headers."""
+    return {
+        "mcpServers": {
+            client_config_name(server_name): {
+                "type": "http",
+                "url": url,
+                "headers": {"Authorization": f"Bearer {token}"},
+            }
+        }
+    }
+
+
+def token_secret(
+    *,
+    name: str,
+    pod: Mapping[str, Any],
+    policy: str,
+    server_name: str,
+    user: str,
+    token: MintedToken,
+    url: str,
+    labels: Mapping[str, str],
+) -> dict[str, Any]:
+    """The Secret manifest, owned by the pod so the API server collects it with the pod."""
+    meta = pod["metadata"]
+    expires_at = format_time(token.expires_at) if token.expires_at else ""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": dict(labels),
+            "annotations": {ANN_TOKEN_ID: token.id, ANN_EXPIRES_AT: expires_at, ANN_POLICY: policy},
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}
+            ],
+        },
+        "stringData": {
+            KEY_TOKEN: token.value,
+            KEY_TOKEN_ID: token.id,
+            KEY_EXPIRES_AT: expires_at,
+            KEY_URL: url,
+            KEY_MCP_JSON: json.dumps(mcp_remote_config(url, token.value, server_name), indent=2) + "\n",
+            KEY_MCP_HTTP_JSON: json.dumps(mcp_http_config(url, token.value, server_name), indent=2) + "\n",
+        },
+    }

@@ -1,0 +1,161 @@
+"""Pure token core: scope, note, rotation plan, Secret and client configuration."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from mcp_operator import tokens as t
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+SCOPE = t.server_scope("alice", "")
+POD_UID = "0b7c5c0e-1111-4a4a-9999-123456789abc"
+
+
+def hub_token(token_id: str, *, scope: str = SCOPE, pod_uid: str = POD_UID, note: str | None = None,
+              expires_in: int = 3600) -> t.HubToken:
+    return t.HubToken(
+        id=token_id,
+        scopes=frozenset({scope}),
+        note=note if note is not None else t.token_note("default", pod_uid),
+        expires_at=NOW + timedelta(seconds=expires_in),
+    )
+
+
+def test_scope_is_the_single_server() -> None:
+    assert t.server_scope("alice", "") == "access:servers!server=alice/"
+    assert t.server_scope("a.b@x.org", "lab") == "access:servers!server=a.b@x.org/lab"
+
+
+def test_note_round_trip_and_foreign_notes() -> None:
+    note = t.token_note("team-a", POD_UID)
+    assert note.startswith("jupyterhub-mcp sidecar access (team-a)")
+    assert t.note_pod_uid(note) == POD_UID
+    assert t.note_pod_uid("Requested via api by service foo") is None
+    assert t.note_pod_uid(None) is None
+    assert t.note_pod_uid(t.NOTE_PREFIX + " (p) without pod") is None
+
+
+def test_hub_model_parsing() -> None:
+    model = {
+        "id": "a12", "kind": "api_token", "scopes": [SCOPE], "note": t.token_note("p", POD_UID),
+        "expires_at": "2026-01-01T13:00:00.123456Z", "token": "secret-value",
+    }
+    listed = t.HubToken.from_model(model)
+    assert listed.expires_at == datetime(2026, 1, 1, 13, 0, 0, 123456, tzinfo=UTC)
+    assert listed.is_ours_for(SCOPE)
+    assert not listed.is_ours_for(t.server_scope("alice", "other"))
+    minted = t.MintedToken.from_model(model)
+    assert minted.value == "secret-value"
+    assert "secret-value" not in repr(minted)
+    with pytest.raises(ValueError, match="without a token"):
+        t.MintedToken.from_model({**model, "token": None})
+    with pytest.raises(ValueError, match="without an expiry"):
+        t.MintedToken.from_model({**model, "expires_at": None})
+    with pytest.raises(ValueError, match="without an id"):
+        t.HubToken.from_model({"scopes": []})
+
+
+def test_timing_validation() -> None:
+    t.check_timing(3600, 600)
+    t.check_timing(3600, 0)
+    with pytest.raises(ValueError, match="shorter than"):
+        t.check_timing(600, 600)
+    with pytest.raises(ValueError, match="positive"):
+        t.check_timing(0, 0)
+
+
+def test_rotation_boundary() -> None:
+    expires = NOW + timedelta(seconds=600)
+    assert not t.needs_rotation(NOW, expires, 599)
+    assert t.needs_rotation(NOW, expires, 600)
+    assert t.needs_rotation(expires + timedelta(seconds=1), expires, 0)
+
+
+def test_plan_first_mint() -> None:
+    plan = t.plan_tokens(NOW, None, [], SCOPE, 600)
+    assert plan.mint and plan.revoke == ()
+
+
+def test_plan_keeps_a_fresh_token_and_revokes_strays() -> None:
+    live = t.LiveToken("a1", NOW + timedelta(seconds=3600))
+    listed = [
+        hub_token("a1"),
+        hub_token("a2"),  # minted, then the operator died before writing the Secret
+        hub_token("a3", pod_uid="earlier-pod-uid"),  # an earlier pod of the same server
+        hub_token("a4", scope=t.server_scope("alice", "lab")),  # another server: not ours to touch
+        hub_token("a5", note="Requested via api"),  # the user's own token
+    ]
+    plan = t.plan_tokens(NOW, live, listed, SCOPE, 600)
+    assert not plan.mint
+    assert plan.revoke == ("a2", "a3")
+
+
+def test_plan_rotates_inside_the_window_and_revokes_the_old_after() -> None:
+    live = t.LiveToken("a1", NOW + timedelta(seconds=300))
+    plan = t.plan_tokens(NOW, live, [hub_token("a1", expires_in=300)], SCOPE, 600)
+    assert plan.mint and plan.revoke == ("a1",)
+    assert "rotating" in plan.reason
+
+
+def test_plan_remints_when_the_hub_forgot_the_token() -> None:
+    live = t.LiveToken("a1", NOW + timedelta(seconds=3600))
+    plan = t.plan_tokens(NOW, live, [], SCOPE, 600)
+    assert plan.mint and plan.revoke == ()
+    assert "no longer known" in plan.reason
+
+
+def test_live_token_only_from_this_pods_secret() -> None:
+    secret = {
+        "metadata": {
+            "annotations": {t.ANN_TOKEN_ID: "a7", t.ANN_EXPIRES_AT: "2026-01-01T13:00:00Z"},
+            "ownerReferences": [{"kind": "Pod", "uid": POD_UID}],
+        }
+    }
+    assert t.live_token(secret, POD_UID) == t.LiveToken("a7", datetime(2026, 1, 1, 13, tzinfo=UTC))
+    assert t.live_token(secret, "another-pod") is None
+    assert t.live_token(None, POD_UID) is None
+    bad_expiry = {t.ANN_TOKEN_ID: "a7", t.ANN_EXPIRES_AT: "x"}
+    broken = {"metadata": {**secret["metadata"], "annotations": bad_expiry}}
+    assert t.live_token(broken, POD_UID) is None
+
+
+def test_tokens_of_pod() -> None:
+    listed = [hub_token("a1"), hub_token("a2", pod_uid="other"), hub_token("a3", note="mine")]
+    assert t.tokens_of_pod(listed, POD_UID) == ["a1"]
+
+
+def test_endpoint_url() -> None:
+    assert t.endpoint_url("alice", "", route_host="mcp.example.org", hub_public_url="http://hub") == (
+        "https://mcp.example.org/user/alice/mcp"
+    )
+    assert t.endpoint_url("a b@x.org", "lab", route_host=None, hub_public_url="http://127.0.0.1:8000/") == (
+        "http://127.0.0.1:8000/user/a%20b@x.org/lab/mcp"
+    )
+    with pytest.raises(ValueError, match="cannot name the endpoint"):
+        t.endpoint_url("alice", "", route_host=None, hub_public_url=None)
+
+
+def test_secret_manifest() -> None:
+    pod = {"metadata": {"name": "jupyter-alice", "namespace": "hub", "uid": POD_UID}}
+    minted = t.MintedToken(id="a9", scopes=frozenset({SCOPE}), note="n",
+                           expires_at=datetime(2026, 1, 1, 13, tzinfo=UTC), value="tok-123")
+    url = "https://mcp.example.org/user/alice/mcp"
+    secret = t.token_secret(name="mcp-token-alice", pod=pod, policy="default", server_name="",
+                            user="alice", token=minted, url=url, labels={"a": "b"})
+    meta = secret["metadata"]
+    assert meta["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod", "name": "jupyter-alice",
+                                        "uid": POD_UID}]
+    assert meta["annotations"][t.ANN_TOKEN_ID] == "a9"
+    assert meta["annotations"][t.ANN_EXPIRES_AT] == "2026-01-01T13:00:00Z"
+    assert "tok-123" not in json.dumps(meta)  # the value lives only in the data
+    data = secret["stringData"]
+    assert data["token"] == "tok-123" and data["url"] == url and data["token_id"] == "a9"
+    remote = json.loads(data["mcp.json"])["mcpServers"]["jupyterhub"]
+    assert remote["args"] == ["-y", "mcp-remote", url, "--header", "Authorization:${AUTH_HEADER}"]
+    assert remote["env"] == {"AUTH_HEADER": "Bearer tok-123"}
+    direct = json.loads(data["mcp-http.json"])["mcpServers"]["jupyterhub"]
+    assert direct == {"type": "http", "url": url, "headers": {"Authorization": "Bearer tok-123"}}
+    # and the live token read back from what we wrote
+    assert t.live_token(secret, POD_UID) == t.LiveToken("a9", minted.expires_at)
