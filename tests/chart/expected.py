@@ -1,0 +1,38 @@
+"""What the operator is allowed to do, written once: the render test compares the chart's RBAC to
+it exactly and the install test proves each entry (and nothing more) against a real API server."""
+
+from __future__ import annotations
+
+CHILD_VERBS = ("create", "get", "list", "watch", "patch", "update", "delete")
+
+# (apiGroup, resource, verbs) in the release namespace.
+NAMESPACED: list[tuple[str, str, tuple[str, ...]]] = [
+    ("", "pods", ("get", "list", "watch", "patch")),
+    ("", "services", CHILD_VERBS),
+    ("", "secrets", CHILD_VERBS),
+    ("networking.k8s.io", "ingresses", CHILD_VERBS),
+    ("networking.k8s.io", "networkpolicies", CHILD_VERBS),
+    ("", "events", ("create", "patch")),
+    ("mcp.jupyterhub.org", "mcppolicies", ("get", "list", "watch", "patch")),
+    ("mcp.jupyterhub.org", "mcppolicies/status", ("patch",)),
+]
+
+# (apiGroup, resource, verbs) cluster-wide: kopf watches CRDs to notice MCPPolicy being (re)installed.
+CLUSTER: list[tuple[str, str, tuple[str, ...]]] = [
+    ("apiextensions.k8s.io", "customresourcedefinitions", ("get", "list", "watch")),
+]
+
+
+def flatten(entries: list[tuple[str, str, tuple[str, ...]]]) -> set[tuple[str, str, str]]:
+    return {(group, resource, verb) for group, resource, verbs in entries for verb in verbs}
+
+
+def flatten_rules(rules: list[dict]) -> set[tuple[str, str, str]]:
+    """A Role's rules as (apiGroup, resource, verb) triples."""
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule.get("apiGroups", [])
+        for resource in rule.get("resources", [])
+        for verb in rule.get("verbs", [])
+    }
