@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fixtures.tools import CACHE, REPO
+from tests.fixtures.controlplane import control_plane_bin_dir
+from tests.fixtures.tools import REPO
 
 CHART = REPO / "charts" / "jupyterhub-mcp"
 FULL_VALUES = Path(__file__).parent / "values-full.yaml"
@@ -21,9 +22,9 @@ def find_helm() -> Path | None:
     """helm from $HELM, the control-plane cache (`make controlplane` unpacks it there) or PATH."""
     if os.environ.get("HELM"):
         return Path(os.environ["HELM"])
-    cached = sorted(CACHE.glob("*/bin/helm"))
-    if cached:
-        return cached[-1]
+    cached = control_plane_bin_dir() / "helm"
+    if os.access(cached, os.X_OK):
+        return cached
     on_path = shutil.which("helm")
     return Path(on_path) if on_path else None
 
@@ -32,7 +33,7 @@ def find_helm() -> Path | None:
 def helm_bin() -> Path:
     helm = find_helm()
     if helm is None:
-        pytest.skip(f"helm not found: run `make controlplane` (unpacks it to {CACHE}/<key>/bin) or set HELM")
+        pytest.skip(f"helm not found: run `make controlplane` (unpacks it to {control_plane_bin_dir()}) or set HELM")
     return helm
 
 

@@ -172,6 +172,18 @@ def test_generated_tls_chains_to_the_ca_bundle_for_the_service_name(default):
     assert b"PRIVATE KEY" in data["tls.key"]
 
 
+def test_webhook_by_url_for_an_operator_outside_the_cluster(render):
+    objects = render("--set", "webhook.url=https://127.0.0.1:9443/mutate-pod",
+                     "--set", "webhook.extraCertHosts={127.0.0.1,operator.example.org}")
+    (webhook,) = one(objects, "MutatingWebhookConfiguration")["webhooks"]
+    assert webhook["clientConfig"]["url"] == "https://127.0.0.1:9443/mutate-pod"
+    assert "service" not in webhook["clientConfig"]
+    cert = x509.load_pem_x509_certificate(base64.b64decode(one(objects, "Secret")["data"]["tls.crt"]))
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "operator.example.org" in names.get_values_for_type(x509.DNSName)
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+
+
 def test_full_values(full):
     deployment = one(full, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
@@ -241,6 +253,7 @@ def test_cert_manager_self_signed_issuer(render):
         (["--set", "operator.nativeSidecar=maybe"], "/operator/nativeSidecar"),
         (["--set", "operator.healthPort=70000"], "/operator/healthPort"),
         (["--set", "hub.apiUrl=hub:8081"], "/hub/apiUrl"),
+        (["--set", "webhook.url=http://127.0.0.1:8443/mutate-pod"], "/webhook/url"),
         (["--set", "defaultPolicy.name=Not_A_Name"], "/defaultPolicy/name"),
     ],
 )

@@ -76,7 +76,15 @@ key: {{ index $secret.data "tls.key" | b64dec | quote }}
 {{- $days := int .Values.webhook.certValidityDays -}}
 {{- $ca := genCA (printf "%s-ca" (include "jupyterhub-mcp.clusterName" .)) $days -}}
 {{- $dns := list $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.%s.svc" $svc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $svc .Release.Namespace) -}}
-{{- $cert := genSignedCert (printf "%s.%s.svc" $svc .Release.Namespace) nil $dns $days $ca -}}
+{{- $ips := list -}}
+{{- range .Values.webhook.extraCertHosts -}}
+{{- if regexMatch "^[0-9.]+$|:" . -}}
+{{- $ips = append $ips . -}}
+{{- else -}}
+{{- $dns = append $dns . -}}
+{{- end -}}
+{{- end -}}
+{{- $cert := genSignedCert (printf "%s.%s.svc" $svc .Release.Namespace) $ips $dns $days $ca -}}
 ca: {{ $ca.Cert | quote }}
 cert: {{ $cert.Cert | quote }}
 key: {{ $cert.Key | quote }}
