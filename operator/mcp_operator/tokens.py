@@ -12,8 +12,10 @@ exactly that pod's tokens even when its Secret has already been garbage-collecte
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +37,25 @@ KEY_MCP_HTTP_JSON = "mcp-http.json"
 ANN_TOKEN_ID = "mcp.jupyterhub.org/token-id"
 ANN_EXPIRES_AT = "mcp.jupyterhub.org/token-expires-at"
 ANN_POLICY = "mcp.jupyterhub.org/policy"
+
+
+_SAFE = frozenset(string.ascii_lowercase + string.digits)
+_MAX_NAME = 253  # a Secret name is a DNS subdomain
+
+
+def escape_name(value: str) -> str:
+    """KubeSpawner-style escaping into [a-z0-9-]: every other byte becomes `-<hex>`, so distinct
+    user names never share a Secret (`a.b@x.org` -> `a-2eb-40x-2eorg`)."""
+    return "".join(chr(b) if chr(b) in _SAFE else f"-{b:02x}" for b in value.encode())
+
+
+def token_secret_name(user: str, server_name: str) -> str:
+    """`mcp-token-<escaped user>[-<escaped server>]`; very long names end in a hash to stay unique."""
+    name = f"mcp-token-{escape_name(user)}" + (f"--{escape_name(server_name)}" if server_name else "")
+    if len(name) > _MAX_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        name = f"{name[: _MAX_NAME - 13]}-{digest}"
+    return name
 
 
 def server_scope(user: str, server_name: str) -> str:
@@ -150,6 +171,34 @@ def needs_rotation(now: datetime, expires_at: datetime, rotate_before_seconds: i
     return (expires_at - now).total_seconds() <= rotate_before_seconds
 
 
+DEFAULT_TTL_SECONDS = 86400
+DEFAULT_ROTATE_BEFORE_SECONDS = 21600
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    """What a policy says about tokens (spec.tokens) and where the endpoint lives (spec.route.host)."""
+
+    issue: bool
+    ttl_seconds: int = DEFAULT_TTL_SECONDS
+    rotate_before_seconds: int = DEFAULT_ROTATE_BEFORE_SECONDS
+    route_host: str | None = None
+
+    @classmethod
+    def from_policy(cls, policy: Mapping[str, Any]) -> TokenSettings:
+        spec = policy.get("spec") or {}
+        raw = spec.get("tokens") or {}
+        settings = cls(
+            issue=bool(raw.get("issue", False)),
+            ttl_seconds=int(raw.get("ttlSeconds", DEFAULT_TTL_SECONDS)),
+            rotate_before_seconds=int(raw.get("rotateBeforeSeconds", DEFAULT_ROTATE_BEFORE_SECONDS)),
+            route_host=(spec.get("route") or {}).get("host") or None,
+        )
+        if settings.issue:
+            check_timing(settings.ttl_seconds, settings.rotate_before_seconds)
+        return settings
+
+
 @dataclass(frozen=True)
 class TokenPlan:
     """What to do for one server. Order matters: mint, write the Secret, *then* revoke, so the user
@@ -207,7 +256,8 @@ def endpoint_url(user: str, server_name: str, *, route_host: str | None, hub_pub
     elif hub_public_url:
         base = hub_public_url
     else:
-        raise ValueError("no route host in the policy and no hub public URL: cannot name the endpoint")
+        # Neither known to the operator: the path is still right on whatever host serves the hub.
+        base = ""
     return base.rstrip("/") + mcp_path(user, server_name)
 
 
@@ -278,3 +328,71 @@ def token_secret(
             KEY_MCP_HTTP_JSON: json.dumps(mcp_http_config(url, token.value, server_name), indent=2) + "\n",
         },
     }
+
+
+# --- which server a pod is, and the policy condition that reports hub trouble -------------------
+
+ANN_INJECTED = "mcp.jupyterhub.org/injected"  # "<policy>/<generation>", written by the webhook
+ANN_HUB_USERNAME = "hub.jupyter.org/username"  # raw name (the label of the same name is a slug)
+ANN_HUB_SERVERNAME = "hub.jupyter.org/servername"
+CONDITION_TYPE = "HubTokens"
+
+
+@dataclass(frozen=True)
+class UserServer:
+    """One injected user server, read from its pod."""
+
+    namespace: str
+    pod_name: str
+    pod_uid: str
+    user: str
+    server_name: str
+    policy: str
+
+    @property
+    def scope(self) -> str:
+        return server_scope(self.user, self.server_name)
+
+    def pod_reference(self) -> dict[str, Any]:
+        """Enough of the pod for an Event's involvedObject."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": self.pod_name, "namespace": self.namespace, "uid": self.pod_uid},
+        }
+
+
+def user_server(pod: Mapping[str, Any]) -> UserServer | None:
+    """None for a pod that is not an injected KubeSpawner user pod."""
+    meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    injected = annotations.get(ANN_INJECTED) or ""
+    user = annotations.get(ANN_HUB_USERNAME)
+    policy = injected.rsplit("/", 1)[0]
+    if not (policy and user and meta.get("uid")):
+        return None
+    return UserServer(
+        namespace=meta["namespace"],
+        pod_name=meta["name"],
+        pod_uid=meta["uid"],
+        user=user,
+        server_name=annotations.get(ANN_HUB_SERVERNAME) or "",
+        policy=policy,
+    )
+
+
+def with_condition(
+    conditions: Iterable[Mapping[str, Any]], *, status: bool, reason: str, message: str, now: datetime
+) -> list[dict[str, Any]]:
+    """The policy's conditions with ours set; lastTransitionTime moves only when the status does."""
+    new = {"type": CONDITION_TYPE, "status": "True" if status else "False", "reason": reason,
+           "message": message, "lastTransitionTime": format_time(now.replace(microsecond=0))}
+    out: list[dict[str, Any]] = []
+    for cond in conditions:
+        if cond.get("type") == CONDITION_TYPE:
+            if cond.get("status") == new["status"] and cond.get("lastTransitionTime"):
+                new["lastTransitionTime"] = cond["lastTransitionTime"]
+            continue
+        out.append(dict(cond))
+    out.append(new)
+    return out

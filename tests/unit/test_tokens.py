@@ -133,8 +133,8 @@ def test_endpoint_url() -> None:
     assert t.endpoint_url("a b@x.org", "lab", route_host=None, hub_public_url="http://127.0.0.1:8000/") == (
         "http://127.0.0.1:8000/user/a%20b@x.org/lab/mcp"
     )
-    with pytest.raises(ValueError, match="cannot name the endpoint"):
-        t.endpoint_url("alice", "", route_host=None, hub_public_url=None)
+    # neither known: the path, which is right on whatever host serves the hub
+    assert t.endpoint_url("alice", "", route_host=None, hub_public_url=None) == "/user/alice/mcp"
 
 
 def test_secret_manifest() -> None:
@@ -159,3 +159,45 @@ def test_secret_manifest() -> None:
     assert direct == {"type": "http", "url": url, "headers": {"Authorization": "Bearer tok-123"}}
     # and the live token read back from what we wrote
     assert t.live_token(secret, POD_UID) == t.LiveToken("a9", minted.expires_at)
+
+
+def test_secret_names_are_dns_safe_and_distinct() -> None:
+    assert t.token_secret_name("alice", "") == "mcp-token-alice"
+    assert t.token_secret_name("a.b@x.org", "") == "mcp-token-a-2eb-40x-2eorg"
+    assert t.token_secret_name("Alice", "lab") == "mcp-token--41lice--lab"
+    # "-" only ever starts an escape, so user/server can never be confused with another pair
+    assert t.token_secret_name("alice", "ab") != t.token_secret_name("alice\xab", "")
+    long = t.token_secret_name("u" * 300, "")
+    assert len(long) == 253 and long != t.token_secret_name("u" * 301, "")
+
+
+def test_settings_from_policy() -> None:
+    policy = {"spec": {"tokens": {"issue": True, "ttlSeconds": 60, "rotateBeforeSeconds": 10},
+                       "route": {"host": "mcp.example.org"}}}
+    assert t.TokenSettings.from_policy(policy) == t.TokenSettings(True, 60, 10, "mcp.example.org")
+    assert not t.TokenSettings.from_policy({"spec": {}}).issue
+    with pytest.raises(ValueError, match="rotateBeforeSeconds"):
+        t.TokenSettings.from_policy({"spec": {"tokens": {"issue": True, "ttlSeconds": 60,
+                                                         "rotateBeforeSeconds": 60}}})
+
+
+def test_user_server_from_pod() -> None:
+    pod = {"metadata": {"name": "jupyter-a-2eb", "namespace": "hub", "uid": POD_UID, "annotations": {
+        t.ANN_INJECTED: "team-a/3", t.ANN_HUB_USERNAME: "a.b", t.ANN_HUB_SERVERNAME: "lab"}}}
+    server = t.user_server(pod)
+    assert server == t.UserServer("hub", "jupyter-a-2eb", POD_UID, "a.b", "lab", "team-a")
+    assert server.scope == "access:servers!server=a.b/lab"
+    assert t.user_server({"metadata": {"name": "x", "namespace": "hub", "uid": "u"}}) is None
+
+
+def test_condition_keeps_transition_time_while_status_holds() -> None:
+    other = {"type": "Ready", "status": "True"}
+    first = t.with_condition([other], status=False, reason="HubUnavailable", message="down", now=NOW)
+    assert first[0] == other and first[1]["status"] == "False"
+    later = NOW + timedelta(minutes=5)
+    same = t.with_condition(first, status=False, reason="HubUnavailable", message="still down", now=later)
+    assert same[1]["lastTransitionTime"] == first[1]["lastTransitionTime"]
+    assert same[1]["message"] == "still down"
+    back = t.with_condition(same, status=True, reason="Issued", message="ok", now=later)
+    assert back[1]["status"] == "True" and back[1]["lastTransitionTime"] == t.format_time(later)
+    assert len(back) == 2

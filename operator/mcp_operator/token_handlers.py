@@ -1,0 +1,336 @@
+"""kopf handlers for per-user hub tokens (issue 6): thin shells around `tokens.plan_tokens`.
+
+When each thing happens, and why this shape:
+
+- A user pod turns Running (or the operator resumes and finds it Running): ensure its token.
+  These are kopf *changing* handlers, so a hub outage is retried with backoff by kopf itself
+  (`TemporaryError`), while an Event on the pod and the `HubTokens` condition on the MCPPolicy say
+  what is wrong. The user's server keeps running either way: nothing here blocks the pod.
+- Rotation: a kopf timer on the token *Secret*, not on the pod. kopf puts a finalizer on every
+  object that has a timer, and a finalizer on user pods would leave them Terminating whenever the
+  operator is down, so user pods never get one. The Secret is ours: its finalizer (below) only
+  delays the Secret's own garbage collection.
+- Revocation, two ways, both idempotent, both raw watch events (`on.event`: no finalizer, no state):
+  1. the pod is DELETED: revoke every token whose note names that pod's uid, at once;
+  2. the Secret (garbage-collected after its pod) gets a deletionTimestamp: revoke the token it
+     holds. The rotation timer's finalizer keeps the Secret until the operator has seen that, so
+     revocation also happens for pods deleted while the operator was down.
+  Whatever slips through both (the hub down for longer than the retries) still expires by its TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from mcp_operator import tokens
+from mcp_operator.hubclient import HubClient, HubError, HubUnavailable
+from mcp_operator.tokens import UserServer
+
+log = logging.getLogger(__name__)
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "jupyterhub-mcp"}
+POD_LABEL = "mcp.jupyterhub.org/pod"
+ANN_USER = "mcp.jupyterhub.org/user"
+ANN_SERVER = "mcp.jupyterhub.org/server"
+USER_PODS = {"component": "singleuser-server"}
+POLICY_GROUP, POLICY_VERSION, POLICY_PLURAL = "mcp.jupyterhub.org", "v1alpha1", "mcppolicies"
+
+# How often each token Secret is checked for rotation. Read once at import: kopf fixes a timer's
+# interval when the handler is registered.
+CHECK_INTERVAL = float(os.environ.get("MCP_TOKEN_CHECK_INTERVAL", "60"))
+# kopf's retry delay for a handler that failed because of the hub.
+RETRY_DELAY = float(os.environ.get("MCP_TOKEN_RETRY_DELAY", "10"))
+
+
+class Kube:
+    """The few Kubernetes calls this needs, off the event loop (the client is synchronous)."""
+
+    def __init__(self, api: k8s.ApiClient) -> None:
+        self.api = api
+        self.core = k8s.CoreV1Api(api)
+        self.custom = k8s.CustomObjectsApi(api)
+
+    def _dict(self, obj: Any) -> dict[str, Any]:
+        return self.api.sanitize_for_serialization(obj)
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._dict(await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace))
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def write_secret(self, manifest: dict[str, Any], existing: dict[str, Any] | None) -> None:
+        meta = manifest["metadata"]
+        if existing is None:
+            await asyncio.to_thread(self.core.create_namespaced_secret, meta["namespace"], manifest)
+            return
+        # Keep what others (kopf's finalizer) put on the Secret; replace data, labels, our annotations.
+        old = existing["metadata"]
+        meta["resourceVersion"] = old["resourceVersion"]
+        meta["finalizers"] = old.get("finalizers") or []
+        meta["annotations"] = {**(old.get("annotations") or {}), **meta["annotations"]}
+        await asyncio.to_thread(
+            self.core.replace_namespaced_secret, meta["name"], meta["namespace"], manifest
+        )
+
+    async def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._dict(await asyncio.to_thread(self.core.read_namespaced_pod, name, namespace))
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def read_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await asyncio.to_thread(
+                self.custom.get_namespaced_custom_object, POLICY_GROUP, POLICY_VERSION, namespace,
+                POLICY_PLURAL, name,
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def set_policy_condition(self, namespace: str, name: str, *, status: bool, reason: str,
+                                   message: str) -> None:
+        policy = await self.read_policy(namespace, name)
+        if policy is None:
+            return
+        conditions = tokens.with_condition(
+            (policy.get("status") or {}).get("conditions") or [],
+            status=status, reason=reason, message=message, now=datetime.now(UTC),
+        )
+        body = {"metadata": {"resourceVersion": policy["metadata"]["resourceVersion"]},
+                "status": {"conditions": conditions}}
+        await asyncio.to_thread(
+            self.custom.patch_namespaced_custom_object_status, POLICY_GROUP, POLICY_VERSION, namespace,
+            POLICY_PLURAL, name, body,
+        )
+
+
+class TokenReconciler:
+    """Runs plans against the hub and the API server. One lock per user server: the Running
+    handler and the rotation timer may fire together and must not both mint."""
+
+    def __init__(self, hub: HubClient, kube: Kube, *, hub_public_url: str | None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.hub = hub
+        self.kube = kube
+        self.hub_public_url = hub_public_url
+        self.clock = clock
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._condition: dict[tuple[str, str], tuple[bool, str]] = {}
+
+    def _lock(self, server: UserServer) -> asyncio.Lock:
+        return self._locks.setdefault(server.pod_uid, asyncio.Lock())
+
+    async def ensure(self, server: UserServer, settings: tokens.TokenSettings) -> tokens.TokenPlan | None:
+        """Mint, rotate and clean up one server's token so that exactly one live token of ours
+        exists and the Secret holds it. Returns the plan carried out (None: tokens are off)."""
+        if not settings.issue:
+            return None
+        name = tokens.token_secret_name(server.user, server.server_name)
+        async with self._lock(server):
+            try:
+                existing = await self.kube.read_secret(server.namespace, name)
+                if existing and existing["metadata"].get("deletionTimestamp"):
+                    raise kopf.TemporaryError(f"Secret {name} of an earlier pod is still being deleted",
+                                              delay=RETRY_DELAY)
+                live = tokens.live_token(existing, server.pod_uid)
+                listed = await self.hub.list_tokens(server.user)
+                plan = tokens.plan_tokens(self.clock(), live, listed, server.scope,
+                                          settings.rotate_before_seconds)
+                if plan.mint:
+                    await self._mint_into_secret(server, settings, name, existing)
+                for token_id in plan.revoke:
+                    await self.hub.revoke(server.user, token_id)
+            except HubError as e:
+                await self._hub_trouble(server, e)
+                raise kopf.TemporaryError(str(e), delay=RETRY_DELAY) from e
+        if plan.mint or plan.revoke:
+            log.info("token for %s/%s (%s): %s; revoked %s", server.namespace, server.pod_name,
+                     server.user, plan.reason, list(plan.revoke) or "none")
+        await self._report(server, ok=True, reason="Issued", message="hub tokens are minted and rotated")
+        return plan
+
+    async def _mint_into_secret(self, server: UserServer, settings: tokens.TokenSettings, name: str,
+                                existing: dict[str, Any] | None) -> None:
+        minted = await self.hub.mint(
+            server.user, scopes=[server.scope], expires_in=settings.ttl_seconds,
+            note=tokens.token_note(server.policy, server.pod_uid),
+        )
+        url = tokens.endpoint_url(server.user, server.server_name, route_host=settings.route_host,
+                                  hub_public_url=self.hub_public_url)
+        manifest = tokens.token_secret(
+            name=name, pod=server.pod_reference(), policy=server.policy, server_name=server.server_name,
+            user=server.user, token=minted, url=url, labels={**MANAGED_BY, POD_LABEL: server.pod_name},
+        )
+        manifest["metadata"]["annotations"].update({ANN_USER: server.user, ANN_SERVER: server.server_name})
+        try:
+            await self.kube.write_secret(manifest, existing)
+        except Exception:
+            # The user never saw this token: take it back rather than leave it live.
+            await self.hub.revoke(server.user, minted.id)
+            raise
+        expires = manifest["metadata"]["annotations"][tokens.ANN_EXPIRES_AT]
+        kopf.info(server.pod_reference(), reason="HubTokenIssued",
+                  message=f"hub token {minted.id} in Secret {name}, expires {expires}")
+
+    async def revoke_pod_tokens(self, server: UserServer) -> list[str]:
+        """Every token of ours naming this pod (the pod is gone)."""
+        listed = await self.hub.list_tokens(server.user)
+        revoked = []
+        for token_id in tokens.tokens_of_pod(listed, server.pod_uid):
+            if await self.hub.revoke(server.user, token_id):
+                revoked.append(token_id)
+        self._locks.pop(server.pod_uid, None)
+        return revoked
+
+    async def _hub_trouble(self, server: UserServer, error: HubError) -> None:
+        reason = "HubUnavailable" if isinstance(error, HubUnavailable) else "HubRefused"
+        message = f"cannot issue the hub token for {server.user!r}: {error}"
+        kopf.warn(server.pod_reference(), reason=reason, message=message)
+        await self._report(server, ok=False, reason=reason, message=message)
+
+    async def _report(self, server: UserServer, *, ok: bool, reason: str, message: str) -> None:
+        """Set the policy condition when it changes (not once per pod: 300 pods, one policy)."""
+        key = (server.namespace, server.policy)
+        if self._condition.get(key) == (ok, reason):
+            return
+        try:
+            await self.kube.set_policy_condition(server.namespace, server.policy, status=ok, reason=reason,
+                                                 message=message)
+        except ApiException as e:
+            log.warning("could not set the %s condition on MCPPolicy %s/%s: %s", tokens.CONDITION_TYPE,
+                        server.namespace, server.policy, e.reason)
+            return
+        self._condition[key] = (ok, reason)
+
+
+# --- kopf wiring --------------------------------------------------------------------------------
+
+_reconciler: TokenReconciler | None = None
+
+
+@kopf.on.startup()
+async def start_token_issuer(logger: logging.Logger, **_: Any) -> None:
+    global _reconciler
+    if not os.environ.get("JUPYTERHUB_API_TOKEN"):
+        logger.warning("JUPYTERHUB_API_TOKEN is not set: policies with tokens.issue get no hub tokens")
+        return
+    try:
+        k8s_config.load_incluster_config()
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config()
+    _reconciler = TokenReconciler(
+        HubClient.from_env(), Kube(k8s.ApiClient()),
+        hub_public_url=os.environ.get("JUPYTERHUB_PUBLIC_URL") or None,
+    )
+    logger.info("hub tokens: minting through %s", _reconciler.hub.api_url)
+
+
+@kopf.on.cleanup()
+async def stop_token_issuer(**_: Any) -> None:
+    global _reconciler
+    if _reconciler is not None:
+        await _reconciler.hub.aclose()
+        _reconciler.kube.api.close()
+        _reconciler = None
+
+
+async def _ensure_for_pod(body: kopf.Body) -> None:
+    server = tokens.user_server(body)
+    if _reconciler is None or server is None or body.get("metadata", {}).get("deletionTimestamp"):
+        return
+    policy = await _reconciler.kube.read_policy(server.namespace, server.policy)
+    if policy is None:
+        return  # the policy was deleted since injection: nothing says to issue tokens
+    try:
+        settings = tokens.TokenSettings.from_policy(policy)
+    except ValueError as e:
+        kopf.warn(server.pod_reference(), reason="BadTokenPolicy", message=str(e))
+        return
+    await _reconciler.ensure(server, settings)
+
+
+def _is_running(body: kopf.Body, **_: Any) -> bool:
+    return (body.get("status") or {}).get("phase") == "Running"
+
+
+@kopf.on.resume("pods", id="hub-token-resume", labels=USER_PODS,
+                annotations={tokens.ANN_INJECTED: kopf.PRESENT}, when=_is_running)
+@kopf.on.field("pods", id="hub-token-running", field="status.phase", new="Running", labels=USER_PODS,
+               annotations={tokens.ANN_INJECTED: kopf.PRESENT})
+async def issue_token(body: kopf.Body, **_: Any) -> None:
+    await _ensure_for_pod(body)
+
+
+@kopf.on.event("pods", labels=USER_PODS, annotations={tokens.ANN_INJECTED: kopf.PRESENT})
+async def revoke_on_pod_deleted(event: dict[str, Any], body: kopf.Body, logger: logging.Logger,
+                                **_: Any) -> None:
+    if event.get("type") != "DELETED" or _reconciler is None:
+        return
+    server = tokens.user_server(body)
+    if server is None:
+        return
+    try:
+        revoked = await _reconciler.revoke_pod_tokens(server)
+    except HubError as e:
+        # Not retried here (raw events are not); the Secret's finalizer retries, the TTL bounds it.
+        logger.warning("pod %s deleted, its hub tokens not revoked yet: %s", server.pod_name, e)
+        return
+    if revoked:
+        logger.info("pod %s deleted: revoked hub tokens %s of %s", server.pod_name, revoked, server.user)
+
+
+_TOKEN_SECRETS = dict(labels=MANAGED_BY, annotations={tokens.ANN_TOKEN_ID: kopf.PRESENT})
+
+
+@kopf.timer("secrets", id="hub-token-rotation", interval=CHECK_INTERVAL, initial_delay=CHECK_INTERVAL,
+            **_TOKEN_SECRETS)
+async def rotate_token(body: kopf.Body, **_: Any) -> None:
+    if _reconciler is None or body["metadata"].get("deletionTimestamp"):
+        return
+    owner = next((ref for ref in body["metadata"].get("ownerReferences") or () if ref.get("kind") == "Pod"),
+                 None)
+    if owner is None:
+        return
+    pod = await _reconciler.kube.read_pod(body["metadata"]["namespace"], owner["name"])
+    if pod is None or pod["metadata"]["uid"] != owner["uid"] or not _is_running(pod):
+        return  # gone or going: the garbage collector and the deletion handlers take it from here
+    await _ensure_for_pod(pod)
+
+
+@kopf.on.event("secrets", **_TOKEN_SECRETS)
+async def revoke_on_secret_deleted(event: dict[str, Any], body: kopf.Body, logger: logging.Logger,
+                                   **_: Any) -> None:
+    """The Secret is going (garbage collection after its pod, or by hand): revoke what it holds.
+    A raw event handler on purpose: kopf's changing handlers would copy the Secret's data (the
+    token) into their last-handled-configuration annotation. The timer's finalizer keeps the
+    Secret until the operator has seen its deletion, even if the operator was down then."""
+    meta = body["metadata"]
+    if _reconciler is None or not (event.get("type") == "DELETED" or meta.get("deletionTimestamp")):
+        return
+    annotations = meta.get("annotations") or {}
+    user, token_id = annotations.get(ANN_USER), annotations.get(tokens.ANN_TOKEN_ID)
+    if not user or not token_id:
+        return
+    try:
+        if await _reconciler.hub.revoke(user, token_id):
+            logger.info("Secret %s deleted: revoked hub token %s of %s", meta["name"], token_id, user)
+    except HubError as e:
+        logger.warning("Secret %s deleted, hub token %s not revoked (it expires by itself): %s",
+                       meta["name"], token_id, e)
