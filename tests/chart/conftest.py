@@ -33,7 +33,7 @@ def find_helm() -> Path | None:
 def helm_bin() -> Path:
     helm = find_helm()
     if helm is None:
-        pytest.skip(f"helm not found: run `make controlplane` (unpacks it to {control_plane_bin_dir()}) or set HELM")
+        pytest.skip(f"no helm in {control_plane_bin_dir()} (run `make controlplane`), PATH or $HELM")
     return helm
 
 
