@@ -1,0 +1,482 @@
+"""Per-user hub tokens against a real JupyterHub and a real kube-apiserver (issue 6).
+
+The hub here is a real JupyterHub process (+ configurable-http-proxy) registered with the service
+the README documents: role scopes `["tokens"]` and nothing else, so these tests also prove that
+this is enough. It is started by this module (not the shared `jupyterhub` fixture) because the tests
+need exactly that service role and a hub that can be stopped and started again on the same database.
+
+The operator runs as a real `kopf run` subprocess with only the token handlers loaded; pods are
+created already annotated the way the webhook annotates them, so no webhook is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp_operator import tokens
+from mcp_operator.hubclient import HubClient, HubRefused, HubUnavailable
+
+from tests.fixtures.tools import NODE_BIN, REPO, VENV_BIN, free_port
+
+WAIT = 90.0  # seconds; generous for a loaded two-core machine
+SERVICE_TOKEN = "mcp-operator-test-" + uuid.uuid4().hex
+
+HUB_CONFIG = """
+c = get_config()  # noqa
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {port}
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = {hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
+c.ConfigurableHTTPProxy.command = [{chp!r}]
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allowed_users = {{"alice", "bob"}}
+c.JupyterHub.db_url = "sqlite:///{db}"
+c.JupyterHub.cookie_secret_file = {cookie!r}
+c.JupyterHub.pid_file = {pid!r}
+# The service registration the README documents, verbatim in spirit: the narrowest role that works.
+c.JupyterHub.services = [{{"name": "mcp-operator", "api_token": {token!r}}}]
+c.JupyterHub.load_roles = [{{"name": "mcp-operator", "scopes": ["tokens"], "services": ["mcp-operator"]}}]
+"""
+
+
+def wait_until(what: str, probe: Callable[[], Any], timeout: float = WAIT, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+class TokenHub:
+    """A real JupyterHub that can be stopped (outage) and started again on the same database."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port, self.hub_port, self.proxy_api_port = free_port(), free_port(), free_port()
+        self.api_url = f"http://127.0.0.1:{self.hub_port}/hub/api"
+        self.public_url = f"http://127.0.0.1:{self.port}"
+        self.config = workdir / "jupyterhub_config.py"
+        self.config.write_text(
+            HUB_CONFIG.format(
+                port=self.port,
+                hub_port=self.hub_port,
+                proxy_api_port=self.proxy_api_port,
+                chp=str(NODE_BIN / "configurable-http-proxy"),
+                db=workdir / "hub.sqlite",
+                cookie=str(workdir / "cookie_secret"),
+                pid=str(workdir / "hub.pid"),
+                token=SERVICE_TOKEN,
+            )
+        )
+        self.log = workdir / "hub.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(VENV_BIN / "jupyterhub"), "-f", str(self.config)],
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        def up() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                return httpx.get(f"{self.api_url}/", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until("JupyterHub to answer", up)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        # The hub stops the proxy it started on SIGTERM; the process group catches any leftover.
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc = None
+
+    def whoami(self, token: str) -> httpx.Response:
+        return httpx.get(f"{self.api_url}/user", headers={"Authorization": f"token {token}"}, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def token_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenHub]:
+    hub = TokenHub(tmp_path_factory.mktemp("token-hub"))
+    hub.start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+@pytest.fixture
+async def hub_client(token_hub: TokenHub) -> Any:
+    async with HubClient(token_hub.api_url, SERVICE_TOKEN, backoff=0.2) as hub:
+        yield hub
+
+
+# --- the hub client against the real hub -------------------------------------------------------
+
+
+@pytest.mark.hub
+async def test_minted_token_reaches_only_its_server(
+    token_hub: TokenHub, hub_client: HubClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    scope = tokens.server_scope("alice", "")
+    note = tokens.token_note("p1", "pod-uid-1")
+    minted = await hub_client.mint("alice", scopes=[scope], expires_in=300, note=note)
+
+    me = token_hub.whoami(minted.value)
+    assert me.status_code == 200 and me.json()["name"] == "alice"
+    granted = set(me.json()["scopes"])
+    assert scope in granted
+    # narrow: no access to alice's other servers, nothing beyond reading her own name/groups
+    assert not any(s.startswith("access:servers") and s != scope for s in granted)
+    assert granted <= {scope, "read:users:name!user=alice", "read:users:groups!user=alice"}
+
+    listed = {t.id: t for t in await hub_client.list_tokens("alice")}
+    assert listed[minted.id].note == note and listed[minted.id].is_ours_for(scope)
+    assert minted.expires_at is not None and listed[minted.id].expires_at == minted.expires_at
+
+    assert await hub_client.revoke("alice", minted.id) is True
+    assert token_hub.whoami(minted.value).status_code == 403
+    assert await hub_client.revoke("alice", minted.id) is False  # idempotent
+    assert minted.value not in caplog.text
+
+
+@pytest.mark.hub
+async def test_named_server_scope_and_refusals(hub_client: HubClient) -> None:
+    named = await hub_client.mint("bob", scopes=[tokens.server_scope("bob", "lab")], expires_in=60, note="t")
+    assert tokens.server_scope("bob", "lab") in named.scopes
+    await hub_client.revoke("bob", named.id)
+    # the hub refuses scopes the owner does not hold: alice cannot get a token for bob's server
+    with pytest.raises(HubRefused) as refused:
+        await hub_client.mint("alice", scopes=[tokens.server_scope("bob", "")], expires_in=60, note="t")
+    assert refused.value.status == 400 and "not held by" in str(refused.value)
+    with pytest.raises(HubRefused) as unknown:
+        await hub_client.list_tokens("nobody-here")
+    assert unknown.value.status == 404
+
+
+@pytest.mark.hub
+async def test_wrong_service_token_is_refused_without_retries(token_hub: TokenHub) -> None:
+    sleeps: list[float] = []
+
+    async def record(delay: float) -> None:
+        sleeps.append(delay)
+
+    async with HubClient(token_hub.api_url, "not-the-token", sleep=record) as hub:
+        with pytest.raises(HubRefused) as refused:
+            await hub.list_tokens("alice")
+    assert refused.value.status == 403 and sleeps == []
+    assert "not-the-token" not in str(refused.value)
+
+
+async def test_unreachable_hub_is_retried_with_backoff() -> None:
+    sleeps: list[float] = []
+
+    async def record(delay: float) -> None:
+        sleeps.append(delay)
+
+    # A real connection to a loopback port where nothing listens: refused every time.
+    async with HubClient(
+        f"http://127.0.0.1:{free_port()}/hub/api", "x", attempts=4, backoff=0.5, max_backoff=1.5, sleep=record
+    ) as hub:
+        with pytest.raises(HubUnavailable, match="after 4 attempts"):
+            await hub.mint("alice", scopes=["access:servers!server=alice/"], expires_in=60, note="n")
+    assert sleeps == [0.5, 1.0, 1.5]
+
+
+def test_client_rejects_missing_configuration() -> None:
+    with pytest.raises(ValueError, match="JUPYTERHUB_API_URL"):
+        HubClient("", "t")
+    with pytest.raises(ValueError, match="JUPYTERHUB_API_TOKEN"):
+        HubClient("http://hub/hub/api", "")
+
+
+# --- the operator: real kube-apiserver + real hub ----------------------------------------------
+
+STAND_IN_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "mcppolicies.mcp.jupyterhub.org"},
+    "spec": {
+        "group": "mcp.jupyterhub.org",
+        "scope": "Namespaced",
+        "names": {"plural": "mcppolicies", "singular": "mcppolicy", "kind": "MCPPolicy"},
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                },
+            }
+        ],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def policy_crd(controlplane: Any) -> None:
+    """The real CRD when crds/mcppolicy.yaml exists; until then a schema-less stand-in."""
+    real = REPO / "crds" / "mcppolicy.yaml"
+    if real.exists():
+        controlplane.kubectl("apply", "-f", str(real))
+    else:
+        controlplane.kubectl("apply", "-f", "-", input=json.dumps(STAND_IN_CRD))
+    controlplane.kubectl(
+        "wait", "--for=condition=Established", "crd/mcppolicies.mcp.jupyterhub.org", f"--timeout={WAIT:.0f}s"
+    )
+
+
+class Operator:
+    """`kopf run` with only the token handlers, as a subprocess whose whole log we keep."""
+
+    def __init__(self, controlplane: Any, hub: TokenHub, namespace: str, workdir: Path) -> None:
+        self.argv = [
+            str(VENV_BIN / "kopf"),
+            "run",
+            "--standalone",
+            "--verbose",
+            "--namespace",
+            namespace,
+            "-m",
+            "mcp_operator.token_handlers",
+        ]
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(controlplane.kubeconfig),
+            "JUPYTERHUB_API_URL": hub.api_url,
+            "JUPYTERHUB_API_TOKEN": SERVICE_TOKEN,
+            "JUPYTERHUB_PUBLIC_URL": hub.public_url,
+            "MCP_TOKEN_CHECK_INTERVAL": "1",
+            "MCP_TOKEN_RETRY_DELAY": "1",
+        }
+        self.log = workdir / "operator.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def kubespawner_pod(user: str, policy: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"jupyter-{user}",
+            "labels": {
+                "component": "singleuser-server",
+                "app": "jupyterhub",
+                "hub.jupyter.org/username": user,
+            },
+            # as the webhook leaves it
+            "annotations": {tokens.ANN_HUB_USERNAME: user, tokens.ANN_INJECTED: f"{policy}/1"},
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "notebook",
+                    "image": "quay.io/jupyter/base-notebook:latest",
+                    "ports": [{"name": "notebook-port", "containerPort": 8888}],
+                }
+            ]
+        },
+    }
+
+
+def secret_values(core: Any, namespace: str, name: str) -> dict[str, str] | None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        secret = core.read_namespaced_secret(name, namespace)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    if secret.metadata.deletion_timestamp:
+        return None
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+
+@pytest.mark.hub
+@pytest.mark.controlplane
+def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
+    controlplane: Any,
+    kube_api: Any,
+    k8s_namespace: str,
+    policy_crd: None,
+    token_hub: TokenHub,
+    tmp_path: Path,
+) -> None:
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_api)
+    custom = client.CustomObjectsApi(kube_api)
+    ns = k8s_namespace
+    policy = {
+        "apiVersion": "mcp.jupyterhub.org/v1alpha1",
+        "kind": "MCPPolicy",
+        "metadata": {"name": "tokens"},
+        # tiny TTL: a token is due for rotation ~6 s after it is minted
+        "spec": {"users": ["*"], "tokens": {"issue": True, "ttlSeconds": 40, "rotateBeforeSeconds": 34}},
+    }
+    custom.create_namespaced_custom_object("mcp.jupyterhub.org", "v1alpha1", ns, "mcppolicies", policy)
+    operator = Operator(controlplane, token_hub, ns, tmp_path)
+    operator.start()
+    seen_tokens: set[str] = set()
+    try:
+        # 1. issue: Running pod -> Secret with a working, narrow token and a usable client config
+        core.create_namespaced_pod(ns, kubespawner_pod("alice", "tokens"))
+        first = wait_until("the token Secret for alice", lambda: secret_values(core, ns, "mcp-token-alice"))
+        seen_tokens.add(first["token"])
+        me = token_hub.whoami(first["token"])
+        assert me.status_code == 200 and me.json()["name"] == "alice"
+        assert "access:servers!server=alice/" in me.json()["scopes"]
+        assert first["url"] == f"{token_hub.public_url}/user/alice/mcp"
+        remote = json.loads(first["mcp.json"])["mcpServers"]["jupyterhub"]
+        assert remote["env"]["AUTH_HEADER"] == f"Bearer {first['token']}"
+        assert first["url"] in remote["args"]
+        secret = core.read_namespaced_secret("mcp-token-alice", ns)
+        pod = core.read_namespaced_pod("jupyter-alice", ns)
+        assert [(r.kind, r.uid) for r in secret.metadata.owner_references] == [("Pod", pod.metadata.uid)]
+        assert secret.metadata.annotations[tokens.ANN_TOKEN_ID] == first["token_id"]
+        assert not pod.metadata.finalizers  # user pods never get a finalizer from us
+
+        # 2. rotation: a new token replaces the old, the old one is revoked
+        rotated = wait_until(
+            "the timer to rotate alice's token",
+            lambda: (
+                (v := secret_values(core, ns, "mcp-token-alice")) and v["token_id"] != first["token_id"] and v
+            ),
+        )
+        seen_tokens.add(rotated["token"])
+        assert token_hub.whoami(rotated["token"]).status_code == 200
+        wait_until("the old token to be revoked", lambda: token_hub.whoami(first["token"]).status_code == 403)
+
+        # 3. hub outage: bob's server starts while the hub is down -> Event + policy condition
+        token_hub.stop()
+        try:
+            core.create_namespaced_pod(ns, kubespawner_pod("bob", "tokens"))
+
+            def hub_condition() -> dict[str, Any] | None:
+                got = custom.get_namespaced_custom_object(
+                    "mcp.jupyterhub.org", "v1alpha1", ns, "mcppolicies", "tokens"
+                )
+                conds = (got.get("status") or {}).get("conditions") or []
+                return next((c for c in conds if c["type"] == tokens.CONDITION_TYPE), None)
+
+            down = wait_until(
+                "the HubTokens condition to report the outage",
+                lambda: (c := hub_condition()) and c["status"] == "False" and c,
+            )
+            assert down["reason"] == "HubUnavailable"
+            events = wait_until(
+                "a warning Event on bob's pod",
+                lambda: [
+                    e
+                    for e in core.list_namespaced_event(
+                        ns, field_selector="involvedObject.name=jupyter-bob"
+                    ).items
+                    if e.reason == "HubUnavailable"
+                ],
+            )
+            assert events[0].type == "Warning"
+            assert secret_values(core, ns, "mcp-token-bob") is None
+            # alice's server is untouched by the outage
+            assert core.read_namespaced_pod("jupyter-alice", ns).status.phase == "Running"
+        finally:
+            token_hub.start()
+
+        # ... and recovery converges: bob gets a working token, the condition clears
+        bob = wait_until(
+            "bob's token after the hub came back", lambda: secret_values(core, ns, "mcp-token-bob")
+        )
+        seen_tokens.add(bob["token"])
+        assert token_hub.whoami(bob["token"]).status_code == 200
+        wait_until(
+            "the HubTokens condition to clear", lambda: (c := hub_condition()) and c["status"] == "True"
+        )
+
+        # 4. pod deletion revokes (whatever token alice holds at that moment)
+        current = secret_values(core, ns, "mcp-token-alice")
+        assert current is not None
+        seen_tokens.add(current["token"])
+        core.delete_namespaced_pod("jupyter-alice", ns, grace_period_seconds=0)
+        wait_until(
+            "alice's token to be revoked after her pod was deleted",
+            lambda: token_hub.whoami(current["token"]).status_code == 403,
+        )
+        # and nothing of ours is left live for her
+        wait_until(
+            "no live tokens of ours for alice",
+            lambda: (
+                not [
+                    t
+                    for t in httpx.get(
+                        f"{token_hub.api_url}/users/alice/tokens",
+                        headers={"Authorization": f"token {SERVICE_TOKEN}"},
+                        timeout=10,
+                    ).json()["api_tokens"]
+                    if tokens.note_pod_uid(t["note"]) is not None
+                ]
+            ),
+        )
+    finally:
+        operator.stop()
+        log = operator.text()
+        # every token value any user got, in every line the operator (debug level) and the hub wrote
+        leaked = [t for t in seen_tokens if t in log or t in token_hub.log.read_text(errors="replace")]
+        assert not leaked, "a token value appeared in a log"
