@@ -1,0 +1,94 @@
+"""The ASGI app: MCP Streamable HTTP at ``${prefix}mcp`` behind auth, plus health and metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import AsyncIterator
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from . import __version__
+from .auth import AuthMiddleware
+from .config import Settings
+from .guard import Guard
+from .tools import NotebookTools
+
+READY_TIMEOUT = 2.0  # readiness must never hang on the Jupyter server (KubeSpawner waits on it)
+
+INSTRUCTIONS = (
+    "Notebooks of one Jupyter server. Every notebook tool takes `path` (relative to the server "
+    "root); open_notebook sets a default for this session only. Cells are named by index or id. "
+    "Long cells return an execution_id: call get_execution to wait for them."
+)
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """The SDK's Host/Origin check, from MCP_ALLOWED_HOSTS ("*" turns it off, e.g. behind an Ingress)."""
+    if "*" in settings.allowed_hosts:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    hosts = list(settings.allowed_hosts)
+    origins = [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+
+
+def build_app(settings: Settings, guard: Guard | None = None) -> Starlette:
+    guard = guard or Guard(settings)
+    tools = NotebookTools(settings, guard)
+    mcp = MCPServer("jupyterhub-mcp", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
+    tools.register(mcp)
+    # Builds the session manager (sessions on, SSE responses so progress notifications flow).
+    mcp.streamable_http_app(
+        streamable_http_path=settings.mcp_path,
+        json_response=False,
+        stateless_http=False,
+        transport_security=transport_security(settings),
+    )
+    session_manager = mcp.session_manager
+    mcp_endpoint = AuthMiddleware(StreamableHTTPASGIApp(session_manager), settings)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> Response:
+        ok, reason = await tools.server.ready(READY_TIMEOUT)
+        return JSONResponse({"ready": ok, "reason": reason}, status_code=200 if ok else 503)
+
+    async def metrics(request: Request) -> Response:
+        try:
+            module = importlib.import_module(".metrics", __package__)
+        except ModuleNotFoundError:
+            return PlainTextResponse("# metrics not available\n")
+        body = module.render()
+        if isinstance(body, Response):
+            return body
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with session_manager.run():
+            try:
+                yield
+            finally:
+                await tools.aclose()
+
+    routes = [
+        # Both spellings route to MCP: no 307 trailing-slash redirect for clients to trip on.
+        Route(settings.mcp_path, endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]),
+        Route(settings.mcp_path + "/", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.tools = tools
+    app.state.mcp = mcp
+    return app

@@ -1,0 +1,142 @@
+"""One cell-list interface over the two ways a notebook is held: a Y document or an nbformat dict.
+
+Tools edit notebooks only through ``Cells``, so every edit is written once and works both with
+jupyter-collaboration (live, merged with concurrent human edits) and without it (Contents API).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Protocol
+
+from jupyter_ydoc import YNotebook
+
+from .errors import JupyterError
+
+CELL_TYPES = ("code", "markdown", "raw")
+
+
+class Cells(Protocol):
+    def __len__(self) -> int: ...
+    def get(self, index: int) -> dict[str, Any]: ...
+    def cell_id(self, index: int) -> str: ...
+    def insert(self, index: int, cell: dict[str, Any]) -> None: ...
+    def set_source(self, index: int, source: str) -> None: ...
+    def delete(self, index: int) -> None: ...
+    def set_outputs(self, index: int, outputs: list[dict[str, Any]], execution_count: int | None) -> None: ...
+
+
+def new_cell(cell_type: str, source: str) -> dict[str, Any]:
+    if cell_type not in CELL_TYPES:
+        raise JupyterError(f"cell_type must be one of {', '.join(CELL_TYPES)}, got {cell_type!r}")
+    cell: dict[str, Any] = {
+        "id": uuid.uuid4().hex[:12],
+        "cell_type": cell_type,
+        "source": source,
+        "metadata": {},
+    }
+    if cell_type == "code":
+        cell.update(outputs=[], execution_count=None)
+    return cell
+
+
+def source_text(cell: dict[str, Any]) -> str:
+    source = cell.get("source", "")
+    return source if isinstance(source, str) else "".join(source)
+
+
+def resolve(cells: Cells, ref: int | str | None, path: str) -> int:
+    """The index of ``ref``: an index (negative counts from the end) or a cell id."""
+    if ref is None:
+        raise JupyterError("cell is required: give an index (0-based, -1 = last) or a cell id")
+    count = len(cells)
+    if isinstance(ref, str) and ref.lstrip("-").isdigit():
+        ref = int(ref)
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        index = ref + count if ref < 0 else ref
+        if not 0 <= index < count:
+            raise JupyterError(f"cell index {ref} is out of range: {path!r} has {count} cells")
+        return index
+    if isinstance(ref, str):
+        for index in range(count):
+            if cells.cell_id(index) == ref:
+                return index
+        raise JupyterError(f"no cell with id {ref!r} in {path!r}")
+    raise JupyterError(f"cell must be an index or a cell id, got {type(ref).__name__}")
+
+
+def insertion_index(cells: Cells, index: int, path: str) -> int:
+    """Where to insert: ``-1`` (or ``len``) appends; other negatives count from the end."""
+    count = len(cells)
+    position = count + 1 + index if index < 0 else index
+    if not 0 <= position <= count:
+        raise JupyterError(f"insert index {index} is out of range: {path!r} has {count} cells")
+    return position
+
+
+def move(cells: Cells, index: int, to_index: int) -> None:
+    cell = cells.get(index)
+    cells.delete(index)
+    cells.insert(to_index, cell)
+
+
+class ListCells:
+    """Cells of an nbformat notebook dict (the Contents API way)."""
+
+    def __init__(self, notebook: dict[str, Any]) -> None:
+        self.notebook = notebook
+        self._cells: list[dict[str, Any]] = notebook.setdefault("cells", [])
+
+    def __len__(self) -> int:
+        return len(self._cells)
+
+    def get(self, index: int) -> dict[str, Any]:
+        cell = dict(self._cells[index])
+        cell["source"] = source_text(cell)
+        return cell
+
+    def cell_id(self, index: int) -> str:
+        return str(self._cells[index].get("id", ""))
+
+    def insert(self, index: int, cell: dict[str, Any]) -> None:
+        self._cells.insert(index, dict(cell))
+
+    def set_source(self, index: int, source: str) -> None:
+        self._cells[index]["source"] = source
+
+    def delete(self, index: int) -> None:
+        del self._cells[index]
+
+    def set_outputs(self, index: int, outputs: list[dict[str, Any]], execution_count: int | None) -> None:
+        self._cells[index]["outputs"] = outputs
+        self._cells[index]["execution_count"] = execution_count
+
+
+class YCells:
+    """Cells of a collaborative Y notebook: edits become Y updates that merge with everyone else's."""
+
+    def __init__(self, ynotebook: YNotebook) -> None:
+        self.ynb = ynotebook
+
+    def __len__(self) -> int:
+        return len(self.ynb.ycells)
+
+    def get(self, index: int) -> dict[str, Any]:
+        return self.ynb.get_cell(index)
+
+    def cell_id(self, index: int) -> str:
+        return str(self.ynb.ycells[index].get("id", ""))
+
+    def insert(self, index: int, cell: dict[str, Any]) -> None:
+        self.ynb.ycells.insert(index, self.ynb.create_ycell(cell))
+
+    def set_source(self, index: int, source: str) -> None:
+        self.ynb.set_cell(index, source=source)
+
+    def delete(self, index: int) -> None:
+        del self.ynb.ycells[index]
+
+    def set_outputs(self, index: int, outputs: list[dict[str, Any]], execution_count: int | None) -> None:
+        ycell = self.ynb.ycells[index]
+        self.ynb._set_ycell_outputs(ycell, outputs)  # the schema-correct writer (stream text as Y text)
+        ycell["execution_count"] = execution_count

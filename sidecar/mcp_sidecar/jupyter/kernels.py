@@ -1,0 +1,328 @@
+"""Kernels: one persistent websocket per kernel, event-driven execution, and the truth about them.
+
+Every iopub/shell message is dispatched by its parent ``msg_id`` to the ``Execution`` that sent
+the request; an execution is finished the moment the kernel reports idle and the reply is in.
+Nothing polls. A kernel that died, restarted or vanished is reported as such; a fresh kernel is
+started only for a notebook that never had one here, or by an explicit restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from ..outputs import append_output, output_from_message
+from .errors import JupyterError
+from .server import JupyterServer
+
+log = logging.getLogger(__name__)
+
+RESTART_HINT = "call restart_kernel to start a fresh one; state is lost"
+MAX_KEPT_EXECUTIONS = 200
+
+
+@dataclass
+class Execution:
+    """One execute request and everything the kernel answered to it."""
+
+    id: str
+    kernel_id: str
+    code: str
+    path: str | None = None
+    cell_id: str | None = None
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    execution_count: int | None = None
+    reply: dict[str, Any] | None = None
+    idle: bool = False
+    failure: str | None = None  # the kernel died / vanished while running
+    interrupted_after: float | None = None  # set when a timeout interrupted it
+    started: float = field(default_factory=time.monotonic)
+    finished_at: float | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set by whoever writes the outputs back into the notebook, so waiters see the saved state.
+    saved: asyncio.Event = field(default_factory=asyncio.Event)
+    save_error: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.failure:
+            return "kernel-lost"
+        if not self.done.is_set():
+            return "running"
+        if self.interrupted_after is not None:
+            return "timeout"
+        return str((self.reply or {}).get("status", "ok"))
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished_at or time.monotonic()) - self.started
+
+    def _maybe_finish(self) -> None:
+        if self.idle and self.reply is not None:
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.is_set():
+            self.finished_at = time.monotonic()
+            self.done.set()
+            self.changed.set()
+
+    def fail(self, reason: str) -> None:
+        if not self.done.is_set():
+            self.failure = reason
+            self._finish()
+
+
+class KernelConnection:
+    """The one websocket to one kernel, shared by every execution on it."""
+
+    def __init__(self, server: JupyterServer, kernel_id: str) -> None:
+        self.server = server
+        self.kernel_id = kernel_id
+        self.session = uuid.uuid4().hex
+        self.lost: str | None = None  # why this connection can no longer be used
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._running: dict[str, Execution] = {}
+
+    async def open(self) -> None:
+        url = self.server.ws_url(f"api/kernels/{self.kernel_id}/channels?session_id={self.session}")
+        try:
+            self._ws = await websockets.connect(
+                url, additional_headers=self.server.auth_headers, max_size=None, open_timeout=30
+            )
+        except (OSError, websockets.WebSocketException) as exc:
+            raise JupyterError(f"cannot connect to kernel {self.kernel_id}: {exc}") from exc
+        self._reader = asyncio.create_task(self._read(), name=f"kernel-reader:{self.kernel_id}")
+
+    async def execute(self, code: str, *, path: str | None = None, cell_id: str | None = None) -> Execution:
+        if self.lost or self._ws is None:
+            raise JupyterError(f"kernel {self.kernel_id} is not connected ({self.lost}); {RESTART_HINT}")
+        msg_id = uuid.uuid4().hex
+        execution = Execution(id=msg_id, kernel_id=self.kernel_id, code=code, path=path, cell_id=cell_id)
+        self._running[msg_id] = execution
+        message = {
+            "header": {
+                "msg_id": msg_id,
+                "msg_type": "execute_request",
+                "session": self.session,
+                "username": "mcp",
+                "date": datetime.now(UTC).isoformat(),
+                "version": "5.3",
+            },
+            "parent_header": {},
+            "metadata": {},
+            "content": {
+                "code": code,
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+            "channel": "shell",
+            "buffers": [],
+        }
+        try:
+            await self._ws.send(json.dumps(message))
+        except websockets.ConnectionClosed as exc:
+            self._running.pop(msg_id, None)
+            raise JupyterError(f"kernel {self.kernel_id} connection closed; {RESTART_HINT}") from exc
+        return execution
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        try:
+            async for raw in self._ws:
+                self._dispatch(json.loads(raw))
+        except websockets.ConnectionClosed:
+            pass
+        except Exception:  # never die silently: in-flight executions must learn what happened
+            log.exception("kernel %s reader failed", self.kernel_id)
+        finally:
+            self.lost = self.lost or "the Jupyter server closed the kernel connection"
+            self._fail_all(
+                f"kernel {self.kernel_id} went away while this was running (shut down, culled or died); "
+                f"{RESTART_HINT}"
+            )
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        msg_type = msg.get("msg_type") or msg.get("header", {}).get("msg_type", "")
+        content = msg.get("content") or {}
+        if msg_type == "status" and content.get("execution_state") in ("restarting", "dead"):
+            state = content["execution_state"]
+            if state == "dead":
+                self.lost = "the kernel is dead and Jupyter could not restart it"
+            self._fail_all(
+                f"kernel {self.kernel_id} died while this was running"
+                + (
+                    " and Jupyter restarted it: all variables and imports are lost"
+                    if state == "restarting"
+                    else f" and could not be restarted; {RESTART_HINT}"
+                )
+            )
+            return
+        execution = self._running.get((msg.get("parent_header") or {}).get("msg_id", ""))
+        if execution is None:
+            return
+        if msg.get("channel") == "shell" and msg_type == "execute_reply":
+            execution.reply = content
+            if content.get("execution_count") is not None:
+                execution.execution_count = content["execution_count"]
+        elif msg_type == "status" and content.get("execution_state") == "idle":
+            execution.idle = True
+        elif msg_type == "execute_input":
+            execution.execution_count = content.get("execution_count")
+        elif msg_type == "clear_output":
+            execution.outputs.clear()
+            execution.changed.set()
+        elif (output := output_from_message(msg_type, content)) is not None:
+            append_output(execution.outputs, output)
+            execution.changed.set()
+        execution._maybe_finish()
+        if execution.done.is_set():
+            self._running.pop(execution.id, None)
+
+    def _fail_all(self, reason: str) -> None:
+        running, self._running = self._running, {}
+        for execution in running.values():
+            execution.fail(reason)
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+
+def _session_path(session: dict[str, Any]) -> str:
+    return session.get("path") or (session.get("notebook") or {}).get("path", "")
+
+
+class Kernels:
+    """Which kernel serves which notebook, the connections to them, and recent executions."""
+
+    def __init__(self, server: JupyterServer) -> None:
+        self.server = server
+        self._connections: dict[str, KernelConnection] = {}
+        self._connect_locks: dict[str, asyncio.Lock] = {}
+        self._path_locks: dict[str, asyncio.Lock] = {}
+        # The kernel this sidecar last used for each notebook: if it disappears, we say so
+        # instead of quietly starting another one and pretending the state survived.
+        self._known: dict[str, str] = {}
+        self.executions: OrderedDict[str, Execution] = OrderedDict()
+
+    async def kernel_for(self, path: str, *, kernel_name: str | None = None) -> str:
+        """The kernel of ``path``'s session (the one JupyterLab shows), started if it never had one."""
+        async with self._path_locks.setdefault(path, asyncio.Lock()):
+            session = await self._session(path)
+            if session is not None:
+                kernel = session.get("kernel") or {}
+                if kernel.get("execution_state") == "dead":
+                    raise JupyterError(f"kernel {kernel.get('id')} of {path!r} is dead; {RESTART_HINT}")
+                self._known[path] = kernel["id"]
+                return kernel["id"]
+            if path in self._known:
+                raise JupyterError(
+                    f"kernel {self._known[path]} of {path!r} is gone (shut down, culled or died); "
+                    + RESTART_HINT
+                )
+            created = await self.server.create_session(path, kernel_name)
+            self._known[path] = created["kernel"]["id"]
+            return created["kernel"]["id"]
+
+    async def _session(self, path: str) -> dict[str, Any] | None:
+        return next((s for s in await self.server.list_sessions() if _session_path(s) == path), None)
+
+    async def connection(self, kernel_id: str) -> KernelConnection:
+        connection = self._connections.get(kernel_id)
+        if connection is not None and not connection.lost:
+            return connection
+        async with self._connect_locks.setdefault(kernel_id, asyncio.Lock()):
+            connection = self._connections.get(kernel_id)
+            if connection is None or connection.lost:
+                if await self.server.get_kernel(kernel_id) is None:
+                    raise JupyterError(
+                        f"kernel {kernel_id} does not exist (shut down or culled); {RESTART_HINT}"
+                    )
+                connection = KernelConnection(self.server, kernel_id)
+                await connection.open()
+                self._connections[kernel_id] = connection
+        return connection
+
+    async def start(
+        self, kernel_id: str, code: str, *, path: str | None = None, cell_id: str | None = None
+    ) -> Execution:
+        connection = await self.connection(kernel_id)
+        execution = await connection.execute(code, path=path, cell_id=cell_id)
+        self.executions[execution.id] = execution
+        while len(self.executions) > MAX_KEPT_EXECUTIONS:
+            self.executions.popitem(last=False)
+        return execution
+
+    async def wait(
+        self,
+        execution: Execution,
+        timeout: float,  # noqa: ASYNC109
+        *,
+        on_progress: Callable[[Execution], Any] | None = None,
+        progress_every: float = 2.0,
+    ) -> bool:
+        """Wait up to ``timeout`` s for ``execution``; True when it finished.
+
+        Wakes on every new output (to report progress) and at least every ``progress_every``
+        seconds, so a quiet long cell still shows it is alive. The result is never delayed.
+        """
+        deadline = time.monotonic() + timeout
+        while not execution.done.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            execution.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(execution.changed.wait(), min(remaining, progress_every))
+            if on_progress is not None and not execution.done.is_set():
+                await on_progress(execution)
+        return True
+
+    async def interrupt(self, kernel_id: str) -> None:
+        await self.server.interrupt_kernel(kernel_id)
+
+    async def restart(self, kernel_id: str | None, path: str | None) -> tuple[str, str]:
+        """Restart the kernel (or start a fresh one for a notebook whose kernel is gone)."""
+        if kernel_id is None and path is not None:
+            session = await self._session(path)
+            if session is None:
+                # The notebook's kernel is gone: an explicit restart is the one place a new one starts.
+                self._known.pop(path, None)
+                new_id = await self.kernel_for(path)
+                return new_id, f"the previous kernel of {path!r} was gone; started kernel {new_id}"
+            kernel_id = session["kernel"]["id"]
+        assert kernel_id is not None
+        old = self._connections.pop(kernel_id, None)
+        await self.server.restart_kernel(kernel_id)
+        if old is not None:
+            old._fail_all(f"kernel {kernel_id} was restarted by restart_kernel; state is lost")
+            await old.close()
+        return kernel_id, f"kernel {kernel_id} restarted: all variables and imports are gone"
+
+    async def aclose(self) -> None:
+        connections = list(self._connections.values())
+        self._connections.clear()
+        for connection in connections:
+            await connection.close()

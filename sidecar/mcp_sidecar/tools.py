@@ -1,0 +1,764 @@
+"""The notebook tools. Thin: validate, pick the notebook and kernel, delegate, shape the answer.
+
+Every tool names its notebook by ``path`` (``open_notebook`` only sets a default for the calling
+MCP session), runs its body through ``Guard.call`` (policy, audit, metrics live there), and turns
+``JupyterError`` into a tool error the agent can read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
+
+import nbformat
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+
+from .config import Settings
+from .guard import Guard, Identity, ToolCall, ToolRefused
+from .jupyter.cells import insertion_index, move, new_cell, resolve, source_text
+from .jupyter.documents import Notebooks
+from .jupyter.errors import JupyterError
+from .jupyter.kernels import Execution, Kernels
+from .jupyter.paths import normalize_path, require_notebook
+from .jupyter.server import JupyterServer
+from .outputs import ImagePart, TextPart, cut_text, shape
+from .sessions import SessionDefaults
+
+T = TypeVar("T")
+CellRef = int | str
+
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
+EDIT = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+EXECUTE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+
+# Answer before common client request timeouts (60 s); the cell keeps running and
+# get_execution picks it up.
+RETURN_AFTER = 50.0
+INTERRUPT_GRACE = 10.0
+
+
+def _identity(ctx: Context) -> Identity | None:
+    request = ctx.request_context.request
+    state = getattr(request, "scope", {}).get("state") or {}
+    return state.get("identity")
+
+
+def _session_id(ctx: Context) -> str | None:
+    headers = ctx.headers or {}
+    return headers.get("mcp-session-id")
+
+
+def _text(text: str, **structured: Any) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=structured or None
+    )
+
+
+def _outputs_content(parts: list[TextPart | ImagePart]) -> list[TextContent | ImageContent]:
+    return [
+        TextContent(type="text", text=p.text)
+        if isinstance(p, TextPart)
+        else ImageContent(type="image", data=p.data, mime_type=p.mime_type)
+        for p in parts
+    ]
+
+
+class NotebookTools:
+    """All notebook tools of one sidecar, and the connections they share."""
+
+    def __init__(self, settings: Settings, guard: Guard, server: JupyterServer | None = None) -> None:
+        self.settings = settings
+        self.guard = guard
+        self.server = server or JupyterServer(settings.jupyter_base_url, settings.jupyter_token)
+        self.notebooks = Notebooks(self.server)
+        self.kernels = Kernels(self.server)
+        self.sessions = SessionDefaults()
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await self.notebooks.aclose()
+        await self.kernels.aclose()
+        await self.server.aclose()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    async def _run(
+        self,
+        ctx: Context,
+        tool: str,
+        body: Callable[[], Awaitable[T]],
+        *,
+        path: str | None = None,
+        cells: list[CellRef] | None = None,
+        code: str | None = None,
+    ) -> T:
+        call = ToolCall(
+            tool=tool,
+            identity=_identity(ctx),
+            session_id=_session_id(ctx),
+            path=path,
+            cells=[str(c) for c in cells or []],
+            code=code,
+        )
+        try:
+            return await self.guard.call(call, body)
+        except (JupyterError, ToolRefused) as exc:
+            raise ToolError(str(exc)) from exc
+
+    def _path(self, ctx: Context, path: str | None) -> str:
+        try:
+            return require_notebook(self.sessions.resolve(_session_id(ctx), path))
+        except JupyterError as exc:
+            raise ToolError(str(exc)) from exc
+
+    def _timeout(self, timeout: float | None) -> float:
+        if timeout is None:
+            return self.settings.exec_timeout
+        if timeout <= 0:
+            raise ToolError(f"timeout must be a positive number of seconds, got {timeout}")
+        return min(timeout, self.settings.exec_max_timeout)
+
+    # -- registration --------------------------------------------------------------------------
+
+    def register(self, mcp: MCPServer) -> None:
+        tools: list[tuple[Callable[..., Any], ToolAnnotations]] = [
+            (self.list_files, READ),
+            (self.create_notebook, EDIT),
+            (self.open_notebook, READ),
+            (self.read_notebook, READ),
+            (self.read_cell, READ),
+            (self.insert_cell, EDIT),
+            (self.overwrite_cell, DESTRUCTIVE),
+            (self.edit_cell, DESTRUCTIVE),
+            (self.delete_cells, DESTRUCTIVE),
+            (self.move_cell, EDIT),
+            (self.clear_outputs, DESTRUCTIVE),
+            (self.execute_cell, EXECUTE),
+            (self.insert_and_execute, EXECUTE),
+            (self.execute_code, EXECUTE),
+            (self.get_execution, READ),
+            (self.list_kernels, READ),
+            (self.interrupt_kernel, EXECUTE),
+            (self.restart_kernel, DESTRUCTIVE),
+        ]
+        for fn, hints in tools:
+            if self.guard.is_listed(fn.__name__):
+                mcp.add_tool(fn, name=fn.__name__, annotations=hints, structured_output=False)
+
+    # -- files ---------------------------------------------------------------------------------
+
+    async def list_files(
+        self,
+        ctx: Context,
+        path: str = "",
+        depth: int = 1,
+        offset: int = 0,
+        limit: int = 100,
+        pattern: str | None = None,
+    ) -> CallToolResult:
+        """List files and folders under `path` (relative to the Jupyter server root; "" = root).
+
+        depth: how many folder levels to descend (1 = just this folder). pattern: a glob on the
+        relative path, e.g. "*.ipynb". offset/limit page through long listings.
+        """
+
+        async def body() -> CallToolResult:
+            root = normalize_path(path, allow_root=True)
+            if depth < 1 or limit < 1 or offset < 0:
+                raise JupyterError("depth and limit must be >= 1 and offset >= 0")
+            entries: list[dict[str, Any]] = []
+            await self._walk(root, depth, entries)
+            if pattern:
+                entries = [
+                    e
+                    for e in entries
+                    if fnmatch.fnmatch(e["path"], pattern) or fnmatch.fnmatch(e["name"], pattern)
+                ]
+            page = entries[offset : offset + limit]
+            lines = [
+                f"{e['path']}/"
+                if e["type"] == "directory"
+                else f"{e['path']}\t{e['type']}\t{e.get('size') or 0} bytes\t{e.get('last_modified', '')}"
+                for e in page
+            ]
+            more = len(entries) - offset - len(page)
+            if more > 0:
+                lines.append(f"[{more} more entries: call again with offset={offset + len(page)}]")
+            return _text(
+                "\n".join(lines) or f"(no entries under {root or '/'!r})",
+                total=len(entries),
+                entries=[{k: e.get(k) for k in ("path", "type", "size", "last_modified")} for e in page],
+            )
+
+        return await self._run(ctx, "list_files", body, path=path)
+
+    async def _walk(self, folder: str, depth: int, out: list[dict[str, Any]]) -> None:
+        model = await self.server.get_contents(folder, what=f"listing {folder or '/'!r}")
+        if model.get("type") != "directory":
+            raise JupyterError(f"{folder!r} is a {model.get('type')}, not a folder")
+        for entry in sorted(model.get("content") or [], key=lambda e: (e["type"] != "directory", e["name"])):
+            out.append(entry)
+            if entry["type"] == "directory" and depth > 1:
+                await self._walk(entry["path"], depth - 1, out)
+
+    async def create_notebook(
+        self, ctx: Context, path: str, kernel_name: str | None = None
+    ) -> CallToolResult:
+        """Create an empty notebook at `path` (must end in .ipynb and not exist yet)."""
+
+        async def body() -> CallToolResult:
+            clean = require_notebook(path)
+            if await self.server.exists(clean):
+                raise JupyterError(f"{clean!r} already exists; nothing was changed")
+            notebook = nbformat.v4.new_notebook()
+            if kernel_name:
+                notebook.metadata["kernelspec"] = {"name": kernel_name, "display_name": kernel_name}
+            await self.server.save_contents(
+                clean, {"type": "notebook", "format": "json", "content": nbformat.from_dict(notebook)}
+            )
+            return _text(f"created {clean}", path=clean)
+
+        return await self._run(ctx, "create_notebook", body, path=path)
+
+    async def open_notebook(self, ctx: Context, path: str) -> CallToolResult:
+        """Make `path` the default notebook for THIS MCP session only; later tools may omit path."""
+
+        async def body() -> CallToolResult:
+            clean = require_notebook(path)
+            async with self.notebooks.read(clean) as cells:
+                count = len(cells)
+            self.sessions.set(_session_id(ctx), clean)
+            return _text(
+                f"{clean} is now this session's default notebook ({count} cells)", path=clean, cells=count
+            )
+
+        return await self._run(ctx, "open_notebook", body, path=path)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def read_notebook(
+        self,
+        ctx: Context,
+        path: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+        detail: Literal["brief", "full"] = "brief",
+        include_outputs: bool = False,
+    ) -> CallToolResult:
+        """Read cells `offset`..`offset+limit` of a notebook.
+
+        detail="brief" shows the first line of each cell; "full" the whole source.
+        include_outputs adds each code cell's outputs as text (images are listed, read_cell shows them).
+        """
+        nb_path = self._path(ctx, path)
+
+        async def body() -> CallToolResult:
+            if offset < 0 or limit < 1:
+                raise JupyterError("offset must be >= 0 and limit >= 1")
+            async with self.notebooks.read(nb_path) as cells:
+                count = len(cells)
+                chunks = [f"{nb_path}: {count} cells"]
+                end = min(count, offset + limit)
+                for index in range(offset, end):
+                    chunks.append(
+                        self._render_cell(
+                            index, cells.cell_id(index), cells.get(index), detail, include_outputs
+                        )
+                    )
+            if end < count:
+                chunks.append(f"[cells {end}..{count - 1} not shown: call again with offset={end}]")
+            text, _ = cut_text(
+                "\n".join(chunks),
+                self.settings.output_max_chars,
+                lambda at: "read fewer cells with offset/limit, or one cell with read_cell",
+            )
+            return _text(text)
+
+        return await self._run(ctx, "read_notebook", body, path=nb_path)
+
+    def _render_cell(
+        self, index: int, cell_id: str, cell: dict[str, Any], detail: str, include_outputs: bool
+    ) -> str:
+        source = source_text(cell)
+        count = cell.get("execution_count")
+        head = f"--- [{index}] {cell['cell_type']} id={cell_id}" + (f" [{count}]" if count else "")
+        if detail == "brief":
+            first, _, rest = source.partition("\n")
+            source = first + (f"  … (+{rest.count(chr(10)) + 1} lines)" if rest else "")
+        text = f"{head}\n{source}"
+        if include_outputs and cell.get("outputs"):
+            shaped = shape(cell["outputs"], self.settings.output_max_chars, 0)
+            text += "\n>>> output:\n" + shaped.text.rstrip("\n")
+        return text
+
+    async def read_cell(
+        self, ctx: Context, cell: CellRef, path: str | None = None, output_offset: int = 0
+    ) -> CallToolResult:
+        """Read one cell (by index or id): its source and outputs, images included.
+
+        output_offset: read the outputs from this character on (after a cut).
+        """
+        nb_path = self._path(ctx, path)
+
+        async def body() -> CallToolResult:
+            async with self.notebooks.read(nb_path) as cells:
+                index = resolve(cells, cell, nb_path)
+                cell_id = cells.cell_id(index)
+                data = cells.get(index)
+            source = source_text(data)
+            count = data.get("execution_count")
+            header = f"[{index}] {data['cell_type']} id={cell_id}" + (f" [{count}]" if count else "")
+            content: list[TextContent | ImageContent] = []
+            if output_offset == 0:
+                content.append(TextContent(type="text", text=f"{header}\n{source}"))
+            shaped = shape(
+                data.get("outputs") or [],
+                self.settings.output_max_chars,
+                self.settings.output_max_image_bytes,
+                offset=output_offset,
+                more_hint=self._read_on_hint(nb_path, cell_id),
+            )
+            if shaped.parts:
+                content.append(TextContent(type="text", text=">>> output:"))
+                content.extend(_outputs_content(shaped.parts))
+            return CallToolResult(
+                content=content or [TextContent(type="text", text="(no more output)")],
+                structured_content={
+                    "index": index,
+                    "cell_id": cell_id,
+                    "cell_type": data["cell_type"],
+                    "execution_count": count,
+                    "output_chars": shaped.total_chars,
+                },
+            )
+
+        return await self._run(ctx, "read_cell", body, path=nb_path, cells=[cell])
+
+    @staticmethod
+    def _read_on_hint(path: str, cell_id: str) -> Callable[[int], str]:
+        return lambda at: f"read on with read_cell(path={path!r}, cell={cell_id!r}, output_offset={at})"
+
+    # -- editing -------------------------------------------------------------------------------
+
+    async def insert_cell(
+        self,
+        ctx: Context,
+        source: str,
+        path: str | None = None,
+        index: int = -1,
+        cell_type: Literal["code", "markdown", "raw"] = "code",
+    ) -> CallToolResult:
+        """Insert a cell at `index` (-1 = append). Returns the new cell's id."""
+        nb_path = self._path(ctx, path)
+
+        async def body() -> CallToolResult:
+            cell_id, position = await self._insert(nb_path, source, index, cell_type)
+            return _text(
+                f"inserted {cell_type} cell {cell_id} at index {position}", cell_id=cell_id, index=position
+            )
+
+        return await self._run(ctx, "insert_cell", body, path=nb_path, code=source)
+
+    async def _insert(self, path: str, source: str, index: int, cell_type: str) -> tuple[str, int]:
+        cell = new_cell(cell_type, source)
+        async with self.notebooks.edit(path) as cells:
+            position = insertion_index(cells, index, path)
+            cells.insert(position, cell)
+        return cell["id"], position
+
+    async def overwrite_cell(
+        self, ctx: Context, cell: CellRef, source: str, path: str | None = None
+    ) -> CallToolResult:
+        """Replace the whole source of a cell (outputs are kept until it runs again)."""
+        nb_path = self._path(ctx, path)
+
+        async def body() -> CallToolResult:
+            async with self.notebooks.edit(nb_path) as cells:
+                index = resolve(cells, cell, nb_path)
+                cells.set_source(index, source)
+                cell_id = cells.cell_id(index)
+            return _text(f"cell {index} ({cell_id}) overwritten", cell_id=cell_id, index=index)
+
+        return await self._run(ctx, "overwrite_cell", body, path=nb_path, cells=[cell], code=source)
+
+    async def edit_cell(
+        self,
+        ctx: Context,
+        cell: CellRef,
+        old: str,
+        new: str,
+        path: str | None = None,
+        replace_all: bool = False,
+    ) -> CallToolResult:
+        """Replace the exact text `old` with `new` in a cell's source.
+
+        `old` must occur exactly once unless replace_all is true.
+        """
+        nb_path = self._path(ctx, path)
+
+        async def body() -> CallToolResult:
+            if not old:
+                raise JupyterError("old must be a non-empty piece of the cell's source")
+            async with self.notebooks.edit(nb_path) as cells:
+                index = resolve(cells, cell, nb_path)
+                source = source_text(cells.get(index))
+                found = source.count(old)
+                if found == 0:
+                    raise JupyterError(
+                        f"the text to replace was not found in cell {index}; nothing was changed"
+                    )
+                if found > 1 and not replace_all:
+                    raise JupyterError(
+                        f"the text to replace occurs {found} times in cell {index}: give more context "
+                        "or pass replace_all=true; nothing was changed"
+                    )
+                cells.set_source(index, source.replace(old, new))
+                cell_id = cells.cell_id(index)
+            return _text(
+                f"cell {index} ({cell_id}): {found} replacement(s)", cell_id=cell_id, replacements=found
+            )
+
+        return await self._run(ctx, "edit_cell", body, path=nb_path, cells=[cell], code=new)
+
+    async def delete_cells(
+        self, ctx: Context, cells: list[CellRef], path: str | None = None
+    ) -> CallToolResult:
+        """Delete cells (indexes or ids). All are checked first: one bad reference deletes nothing."""
+        nb_path = self._path(ctx, path)
+
+        async def body() -> CallToolResult:
+            if not cells:
+                raise JupyterError("cells is empty: name at least one cell to delete")
+            async with self.notebooks.edit(nb_path) as doc:
+                indexes = sorted({resolve(doc, ref, nb_path) for ref in cells}, reverse=True)
+                ids = [doc.cell_id(i) for i in indexes]
+                for index in indexes:
+                    doc.delete(index)
+                remaining = len(doc)
+            return _text(
+                f"deleted {len(indexes)} cell(s); {remaining} left", deleted=ids, remaining=remaining
+            )
+
+        return await self._run(ctx, "delete_cells", body, path=nb_path, cells=list(cells))
+
+    async def move_cell(
+        self, ctx: Context, cell: CellRef, to_index: int, path: str | None = None
+    ) -> CallToolResult:
+        """Move a cell so that it ends up at `to_index`."""
+        nb_path = self._path(ctx, path)
+
+        async def body() -> CallToolResult:
+            async with self.notebooks.edit(nb_path) as cells:
+                index = resolve(cells, cell, nb_path)
+                target = to_index + len(cells) if to_index < 0 else to_index
+                if not 0 <= target < len(cells):
+                    raise JupyterError(
+                        f"to_index {to_index} is out of range: {nb_path!r} has {len(cells)} cells"
+                    )
+                cell_id = cells.cell_id(index)
+                if target != index:
+                    move(cells, index, target)
+            return _text(f"cell {cell_id} moved from {index} to {target}", cell_id=cell_id, index=target)
+
+        return await self._run(ctx, "move_cell", body, path=nb_path, cells=[cell])
+
+    async def clear_outputs(
+        self, ctx: Context, path: str | None = None, cell: CellRef | None = None
+    ) -> CallToolResult:
+        """Clear the outputs of one cell, or of every cell when `cell` is omitted."""
+        nb_path = self._path(ctx, path)
+
+        async def body() -> CallToolResult:
+            async with self.notebooks.edit(nb_path) as cells:
+                indexes = [resolve(cells, cell, nb_path)] if cell is not None else range(len(cells))
+                cleared = 0
+                for index in indexes:
+                    if cells.get(index).get("cell_type") == "code":
+                        cells.set_outputs(index, [], None)
+                        cleared += 1
+            return _text(f"cleared outputs of {cleared} cell(s)", cleared=cleared)
+
+        return await self._run(
+            ctx, "clear_outputs", body, path=nb_path, cells=[cell] if cell is not None else []
+        )
+
+    # -- execution -----------------------------------------------------------------------------
+
+    async def execute_cell(
+        self,
+        ctx: Context,
+        cell: CellRef,
+        path: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> CallToolResult:
+        """Run a code cell in the notebook's kernel; outputs are saved into the cell and returned.
+
+        timeout (s): the kernel is interrupted after it. A cell still running after ~50 s
+        returns what it has and an execution_id for get_execution.
+        """
+        nb_path = self._path(ctx, path)
+        limit = self._timeout(timeout)
+
+        async def body() -> CallToolResult:
+            async with self.notebooks.read(nb_path) as cells:
+                index = resolve(cells, cell, nb_path)
+                data = cells.get(index)
+                cell_id = cells.cell_id(index)
+            if data["cell_type"] != "code":
+                raise JupyterError(f"cell {index} is a {data['cell_type']} cell; only code cells run")
+            return await self._execute(ctx, nb_path, cell_id, source_text(data), limit)
+
+        return await self._run(ctx, "execute_cell", body, path=nb_path, cells=[cell])
+
+    async def insert_and_execute(
+        self,
+        ctx: Context,
+        source: str,
+        path: str | None = None,
+        index: int = -1,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> CallToolResult:
+        """Insert a code cell at `index` (-1 = append) and run it. Returns its outputs and id."""
+        nb_path = self._path(ctx, path)
+        limit = self._timeout(timeout)
+
+        async def body() -> CallToolResult:
+            cell_id, _ = await self._insert(nb_path, source, index, "code")
+            return await self._execute(ctx, nb_path, cell_id, source, limit)
+
+        return await self._run(ctx, "insert_and_execute", body, path=nb_path, code=source)
+
+    async def execute_code(
+        self,
+        ctx: Context,
+        code: str,
+        path: str | None = None,
+        kernel_id: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> CallToolResult:
+        """Run scratch code in a notebook's kernel (or a kernel by id); nothing is saved in the notebook."""
+        limit = self._timeout(timeout)
+        nb_path = None if kernel_id else self._path(ctx, path)
+
+        async def body() -> CallToolResult:
+            return await self._execute(ctx, nb_path, None, code, limit, kernel_id=kernel_id)
+
+        return await self._run(ctx, "execute_code", body, path=nb_path, code=code)
+
+    async def get_execution(
+        self, ctx: Context, execution_id: str, wait: float = 30.0, output_offset: int = 0
+    ) -> CallToolResult:
+        """Wait up to `wait` s for an execution that outlived its call, then return its outputs so far.
+
+        output_offset: read its outputs from this character on (after a cut).
+        """
+
+        async def body() -> CallToolResult:
+            execution = self.kernels.executions.get(execution_id)
+            if execution is None:
+                raise JupyterError(f"no execution {execution_id!r} here (unknown, or too old to be kept)")
+            await self.kernels.wait(
+                execution, max(0.0, min(wait, RETURN_AFTER)), on_progress=self._progress(ctx)
+            )
+            if execution.done.is_set():
+                await execution.saved.wait()
+            return self._execution_result(execution, output_offset=output_offset)
+
+        return await self._run(ctx, "get_execution", body)
+
+    async def _execute(
+        self,
+        ctx: Context,
+        path: str | None,
+        cell_id: str | None,
+        code: str,
+        timeout: float,  # noqa: ASYNC109
+        *,
+        kernel_id: str | None = None,
+    ) -> CallToolResult:
+        kernel_id = kernel_id or await self.kernels.kernel_for(path)  # type: ignore[arg-type]
+        execution = await self.kernels.start(kernel_id, code, path=path, cell_id=cell_id)
+        # The driver owns the execution to its end (timeout, interrupt, saving outputs), even
+        # after this call returned early or the client went away.
+        task = asyncio.create_task(self._drive(execution, timeout))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        try:
+            await self.kernels.wait(
+                execution,
+                min(timeout + INTERRUPT_GRACE, RETURN_AFTER),
+                on_progress=self._progress(ctx, timeout),
+            )
+            if execution.done.is_set():
+                await execution.saved.wait()
+        except asyncio.CancelledError:
+            # The client cancelled: stop the kernel too, rather than let the cell run on unseen.
+            if not execution.done.is_set():
+                await asyncio.shield(self._interrupt_quietly(kernel_id))
+            raise
+        return self._execution_result(execution)
+
+    async def _drive(self, execution: Execution, timeout: float) -> None:  # noqa: ASYNC109
+        try:
+            try:
+                await asyncio.wait_for(execution.done.wait(), timeout)
+            except TimeoutError:
+                execution.interrupted_after = timeout
+                await self._interrupt_quietly(execution.kernel_id)
+                try:
+                    await asyncio.wait_for(execution.done.wait(), INTERRUPT_GRACE)
+                except TimeoutError:
+                    execution.fail(
+                        f"kernel {execution.kernel_id} did not stop within {INTERRUPT_GRACE:.0f} s of the "
+                        "interrupt; it is still busy (try interrupt_kernel, or restart_kernel: state is lost)"
+                    )
+            if execution.path and execution.cell_id:
+                await self._save_outputs(execution)
+        finally:
+            execution.saved.set()
+
+    async def _interrupt_quietly(self, kernel_id: str) -> None:
+        try:
+            await self.kernels.interrupt(kernel_id)
+        except JupyterError:
+            pass  # the kernel is gone; the execution reports that itself
+
+    async def _save_outputs(self, execution: Execution) -> None:
+        assert execution.path and execution.cell_id
+        try:
+            async with self.notebooks.edit(execution.path) as cells:
+                index = resolve(cells, execution.cell_id, execution.path)
+                cells.set_outputs(index, execution.outputs, execution.execution_count)
+        except JupyterError as exc:
+            execution.save_error = f"outputs not saved into the notebook: {exc}"
+
+    def _progress(self, ctx: Context, timeout: float | None = None) -> Callable[[Execution], Awaitable[None]]:
+        async def report(execution: Execution) -> None:
+            await ctx.report_progress(
+                progress=round(execution.elapsed, 1),
+                total=timeout,
+                message=f"running {execution.elapsed:.0f} s, {len(execution.outputs)} output(s) so far",
+            )
+
+        return report
+
+    def _execution_result(self, execution: Execution, *, output_offset: int = 0) -> CallToolResult:
+        if execution.cell_id and execution.path:
+            hint = self._read_on_hint(execution.path, execution.cell_id)
+        else:
+            eid = execution.id
+
+            def hint(at: int) -> str:
+                return f"read on with get_execution(execution_id={eid!r}, output_offset={at})"
+
+        shaped = shape(
+            execution.outputs,
+            self.settings.output_max_chars,
+            self.settings.output_max_image_bytes,
+            offset=output_offset,
+            more_hint=hint,
+        )
+        status = execution.status
+        notes: list[str] = []
+        if status == "running":
+            notes.append(
+                f"[still running after {execution.elapsed:.0f} s; outputs so far above. "
+                f"Call get_execution(execution_id={execution.id!r}) to wait for the rest]"
+            )
+        elif status == "timeout":
+            notes.append(
+                f"[timed out after {execution.interrupted_after:.0f} s: kernel {execution.kernel_id} "
+                "was interrupted; the output above is what it produced until then]"
+            )
+        if execution.failure:
+            notes.append(f"[{execution.failure}]")
+        if execution.save_error:
+            notes.append(f"[{execution.save_error}]")
+        content = _outputs_content(shaped.parts)
+        if not content and not notes:
+            content = [TextContent(type="text", text=f"[{status}, no output]")]
+        content += [TextContent(type="text", text=n) for n in notes]
+        return CallToolResult(
+            content=content,
+            structured_content={
+                "status": status,
+                "execution_id": execution.id,
+                "execution_count": execution.execution_count,
+                "cell_id": execution.cell_id,
+                "kernel_id": execution.kernel_id,
+                "elapsed_s": round(execution.elapsed, 3),
+                "output_chars": shaped.total_chars,
+            },
+            is_error=bool(execution.failure),
+        )
+
+    # -- kernels -------------------------------------------------------------------------------
+
+    async def list_kernels(self, ctx: Context) -> CallToolResult:
+        """List running kernels and the notebooks they belong to."""
+
+        async def body() -> CallToolResult:
+            kernels = await self.server.list_kernels()
+            by_kernel = {
+                s["kernel"]["id"]: s.get("path", "")
+                for s in await self.server.list_sessions()
+                if s.get("kernel")
+            }
+            rows = [
+                {
+                    "id": k["id"],
+                    "name": k.get("name"),
+                    "state": k.get("execution_state"),
+                    "notebook": by_kernel.get(k["id"]),
+                    "last_activity": k.get("last_activity"),
+                }
+                for k in kernels
+            ]
+            lines = [f"{r['id']}\t{r['name']}\t{r['state']}\t{r['notebook'] or '-'}" for r in rows]
+            return _text("\n".join(lines) or "(no kernels running)", kernels=rows)
+
+        return await self._run(ctx, "list_kernels", body)
+
+    async def _kernel_of(
+        self, ctx: Context, path: str | None, kernel_id: str | None
+    ) -> tuple[str | None, str | None]:
+        if kernel_id:
+            return kernel_id, None
+        return None, self._path(ctx, path)
+
+    async def interrupt_kernel(
+        self, ctx: Context, path: str | None = None, kernel_id: str | None = None
+    ) -> CallToolResult:
+        """Interrupt the kernel of a notebook (or a kernel by id), like the stop button."""
+        kid, nb_path = await self._kernel_of(ctx, path, kernel_id)
+
+        async def body() -> CallToolResult:
+            target = kid or await self.kernels.kernel_for(nb_path)  # type: ignore[arg-type]
+            await self.kernels.interrupt(target)
+            return _text(f"kernel {target} interrupted", kernel_id=target)
+
+        return await self._run(ctx, "interrupt_kernel", body, path=nb_path)
+
+    async def restart_kernel(
+        self, ctx: Context, path: str | None = None, kernel_id: str | None = None
+    ) -> CallToolResult:
+        """Restart the kernel of a notebook (or a kernel by id). All kernel state is lost.
+
+        For a notebook whose kernel is gone, this starts a fresh one.
+        """
+        kid, nb_path = await self._kernel_of(ctx, path, kernel_id)
+
+        async def body() -> CallToolResult:
+            started = time.monotonic()
+            new_id, message = await self.kernels.restart(kid, nb_path)
+            return _text(message, kernel_id=new_id, seconds=round(time.monotonic() - started, 2))
+
+        return await self._run(ctx, "restart_kernel", body, path=nb_path)

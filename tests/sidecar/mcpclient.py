@@ -1,0 +1,40 @@
+"""The official MCP SDK client over real Streamable HTTP, with the Authorization header."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.types import CallToolResult
+
+
+@contextlib.asynccontextmanager
+async def mcp_client(url: str, token: str, *, legacy: bool = True) -> AsyncIterator[Client]:
+    """``legacy`` uses the initialize handshake, which gives the client an Mcp-Session-Id."""
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    async with http:
+        transport = streamable_http_client(url, http_client=http)
+        async with Client(transport, mode="legacy" if legacy else "auto") as client:
+            yield client
+
+
+def text(result: CallToolResult) -> str:
+    return "\n".join(c.text for c in result.content if getattr(c, "type", "") == "text")
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> CallToolResult:
+    """A tool call that must succeed."""
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, f"{tool}({arguments}) failed: {text(result)}"
+    return result
+
+
+async def fails(client: Client, tool: str, **arguments: Any) -> str:
+    """A tool call that must fail with a tool error; returns its message."""
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, f"{tool}({arguments}) should have failed but returned: {text(result)}"
+    return text(result)
