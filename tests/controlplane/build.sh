@@ -43,7 +43,17 @@ build_one() {
 echo "control plane -> $BIN (go $(go env GOVERSION))"
 
 build_etcd() { (cd "$HERE/etcd" && "${GOBUILD[@]}" -o "$BIN/etcd" .); }
-build_kube() { (cd "$HERE/kube" && "${GOBUILD[@]}" -o "$BIN/$1" "k8s.io/kubernetes/cmd/$1"); }
+# Stamp the release into the binaries (as kubernetes' hack/lib/version.sh does); otherwise /version
+# reports v0.0.0-master and version-dependent clients (native sidecar detection) get it wrong.
+K8S_MINOR="${K8S_VERSION#v1.}"; K8S_MINOR="${K8S_MINOR%%.*}"
+KUBE_LDFLAGS="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  KUBE_LDFLAGS+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$K8S_MINOR"
+  KUBE_LDFLAGS+=" -X $pkg.gitTreeState=clean"
+done
+build_kube() {
+  (cd "$HERE/kube" && go build -p 2 -trimpath "-ldflags=$KUBE_LDFLAGS" -o "$BIN/$1" "k8s.io/kubernetes/cmd/$1")
+}
 
 build_one etcd build_etcd
 build_one kube-apiserver build_kube kube-apiserver
