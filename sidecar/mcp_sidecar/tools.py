@@ -80,6 +80,7 @@ class NotebookTools:
         self.kernels = Kernels(self.server)
         self.sessions = SessionDefaults()
         self._background: set[asyncio.Task[None]] = set()
+        self.return_after = RETURN_AFTER
 
     async def aclose(self) -> None:
         for task in list(self._background):
@@ -224,6 +225,12 @@ class NotebookTools:
             await self.server.save_contents(
                 clean, {"type": "notebook", "format": "json", "content": nbformat.from_dict(notebook)}
             )
+            if await self.notebooks.collaborative():
+                # The room loader gives an empty notebook one blank cell (as JupyterLab shows it);
+                # an agent asked for an empty notebook, so appends should start at index 0.
+                async with self.notebooks.edit(clean) as cells:
+                    if len(cells) == 1 and not source_text(cells.get(0)).strip():
+                        cells.delete(0)
             return _text(f"created {clean}", path=clean)
 
         return await self._run(ctx, "create_notebook", body, path=path)
@@ -566,7 +573,7 @@ class NotebookTools:
             if execution is None:
                 raise JupyterError(f"no execution {execution_id!r} here (unknown, or too old to be kept)")
             await self.kernels.wait(
-                execution, max(0.0, min(wait, RETURN_AFTER)), on_progress=self._progress(ctx)
+                execution, max(0.0, min(wait, self.return_after)), on_progress=self._progress(ctx)
             )
             if execution.done.is_set():
                 await execution.saved.wait()
@@ -594,7 +601,7 @@ class NotebookTools:
         try:
             await self.kernels.wait(
                 execution,
-                min(timeout + INTERRUPT_GRACE, RETURN_AFTER),
+                min(timeout + INTERRUPT_GRACE, self.return_after),
                 on_progress=self._progress(ctx, timeout),
             )
             if execution.done.is_set():
