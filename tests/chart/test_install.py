@@ -1,0 +1,285 @@
+"""The chart installed with the real `helm` into the real test control plane (etcd + kube-apiserver
+with RBAC and admission webhooks on): CRD established, webhook registered with the chart's CA and
+actually called by the API server over TLS, CA kept across `helm upgrade`, and the operator's
+ServiceAccount allowed exactly what the operator needs and nothing else.
+
+There is no cluster network here, so the webhook is registered by URL (`webhook.url`, the value for
+an operator outside the cluster) on 127.0.0.1 with the chart-generated certificate.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+
+from tests.chart.conftest import CHART, run_helm
+from tests.chart.expected import CLUSTER, NAMESPACED, flatten
+from tests.fixtures.tools import free_port
+
+pytestmark = pytest.mark.controlplane
+
+RELEASE = "jupyterhub-mcp"
+CRD = "mcppolicies.mcp.jupyterhub.org"
+# Every authenticated identity may review itself; not part of what the chart grants.
+SELF_REVIEWS = {
+    ("authentication.k8s.io", "selfsubjectreviews", "create"),
+    ("authorization.k8s.io", "selfsubjectaccessreviews", "create"),
+    ("authorization.k8s.io", "selfsubjectrulesreviews", "create"),
+}
+
+
+@dataclass
+class Release:
+    namespace: str
+    webhook_port: int
+    helm_env: dict[str, str]
+    values: list[str] = field(default_factory=list)
+
+    @property
+    def service_account(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{RELEASE}"
+
+    @property
+    def webhook_configuration(self) -> str:
+        return f"{RELEASE}-{self.namespace}"
+
+
+def wait_until(what: str, probe, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+
+
+def helm(controlplane, helm_bin: Path, release: Release, *args: str):
+    return run_helm(helm_bin, *args, "--kubeconfig", str(controlplane.kubeconfig), "--namespace",
+                    release.namespace, env=release.helm_env)
+
+
+def get_json(controlplane, *args: str) -> dict:
+    return json.loads(controlplane.kubectl("get", *args, "-o", "json"))
+
+
+@pytest.fixture(scope="module")
+def release(controlplane, helm_bin, tmp_path_factory) -> Iterator[Release]:
+    namespace = f"chart-{uuid.uuid4().hex[:8]}"
+    home = tmp_path_factory.mktemp("helm-home")
+    # helm keeps its own caches and config under these; keep them out of the real home.
+    helm_env = {f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}
+    rel = Release(namespace, free_port(), helm_env)
+    rel.values = [
+        "--set", f"webhook.url=https://127.0.0.1:{rel.webhook_port}/mutate-pod",
+        "--set", "webhook.extraCertHosts={127.0.0.1}",
+        "--set", "defaultPolicy.enabled=true",
+    ]
+    controlplane.kubectl("create", "namespace", namespace)
+    try:
+        helm(controlplane, helm_bin, rel, "install", RELEASE, str(CHART), *rel.values)
+        yield rel
+    finally:
+        helm(controlplane, helm_bin, rel, "uninstall", RELEASE, "--wait", "--timeout", "60s")
+        controlplane.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def tls_secret(controlplane, release: Release) -> dict[str, bytes]:
+    secret = get_json(controlplane, "secret", "-n", release.namespace, f"{RELEASE}-webhook-tls")
+    return {key: base64.b64decode(value) for key, value in secret["data"].items()}
+
+
+def test_crd_is_established_and_accepts_the_default_policy(controlplane, release):
+    controlplane.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
+    crd = get_json(controlplane, "crd", CRD)
+    assert crd["spec"]["group"] == "mcp.jupyterhub.org"
+    policy = get_json(controlplane, "mcppolicy", "-n", release.namespace, "default")
+    assert policy["kind"] == "MCPPolicy"
+
+
+def test_webhook_configuration_carries_the_chart_ca(controlplane, release):
+    configuration = get_json(controlplane, "mutatingwebhookconfiguration", release.webhook_configuration)
+    (webhook,) = configuration["webhooks"]
+    tls = tls_secret(controlplane, release)
+    assert base64.b64decode(webhook["clientConfig"]["caBundle"]) == tls["ca.crt"]
+    x509.load_pem_x509_certificate(tls["tls.crt"]).verify_directly_issued_by(
+        x509.load_pem_x509_certificate(tls["ca.crt"]))
+    assert webhook["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": release.namespace}}
+
+
+class AdmissionRecorder(BaseHTTPRequestHandler):
+    """Stands in for the operator's webhook endpoint (this test is about the chart's registration
+    and TLS, not the operator): records each AdmissionReview and marks the pod with an annotation."""
+
+    seen: list[dict]
+
+    def do_POST(self) -> None:
+        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.seen.append({"path": self.path, "request": review["request"]})
+        patch = [{"op": "add", "path": "/metadata/annotations", "value": {"chart-test/admitted": "yes"}}]
+        body = json.dumps({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {
+                "uid": review["request"]["uid"],
+                "allowed": True,
+                "patchType": "JSONPatch",
+                "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
+            },
+        }).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:  # keep the test output clean
+        pass
+
+
+@pytest.fixture
+def webhook_endpoint(controlplane, release, tmp_path) -> Iterator[list[dict]]:
+    """An HTTPS endpoint on the URL the chart registered, serving the chart-generated certificate."""
+    tls = tls_secret(controlplane, release)
+    (tmp_path / "tls.crt").write_bytes(tls["tls.crt"])
+    (tmp_path / "tls.key").write_bytes(tls["tls.key"])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    seen: list[dict] = []
+    handler = type("Recorder", (AdmissionRecorder,), {"seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", release.webhook_port), handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def pod_manifest(name: str, namespace: str, labels: dict[str, str]) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"automountServiceAccountToken": False,
+                 "containers": [{"name": "notebook", "image": "jupyter/base-notebook"}]},
+    })
+
+
+def create_pod(controlplane, name: str, namespace: str, labels: dict[str, str]) -> dict:
+    # The ServiceAccount admission plugin needs the namespace's `default` ServiceAccount, which the
+    # controller-manager creates shortly after the namespace.
+    wait_until(f"default ServiceAccount in {namespace}", lambda: controlplane.kubectl(
+        "get", "serviceaccount", "default", "-n", namespace, "--ignore-not-found", "-o", "name").strip())
+    return json.loads(controlplane.kubectl("create", "-f", "-", "-o", "json",
+                                           input=pod_manifest(name, namespace, labels)))
+
+
+def test_api_server_calls_the_webhook_over_the_chart_tls_for_user_pods_only(
+        controlplane, release, webhook_endpoint):
+    user_labels = {"component": "singleuser-server"}
+    user_pod = create_pod(controlplane, "jupyter-alice", release.namespace, user_labels)
+    assert user_pod["metadata"]["annotations"] == {"chart-test/admitted": "yes"}
+    # The API server passes timeoutSeconds along as ?timeout=5s.
+    assert [(s["path"], s["request"]["operation"], s["request"]["object"]["metadata"]["name"])
+            for s in webhook_endpoint] == [("/mutate-pod?timeout=5s", "CREATE", "jupyter-alice")]
+
+    # objectSelector: the hub, the proxy and every other pod never meet the webhook.
+    hub_pod = create_pod(controlplane, "hub", release.namespace, {"component": "hub"})
+    assert "annotations" not in hub_pod["metadata"]
+    # namespaceSelector: user pods of other namespaces are not ours.
+    elsewhere = f"other-{uuid.uuid4().hex[:8]}"
+    controlplane.kubectl("create", "namespace", elsewhere)
+    try:
+        other_pod = create_pod(controlplane, "jupyter-bob", elsewhere, user_labels)
+        assert "annotations" not in other_pod["metadata"]
+    finally:
+        controlplane.kubectl("delete", "namespace", elsewhere, "--wait=false")
+    assert len(webhook_endpoint) == 1
+
+
+def rules_review(controlplane, release: Release, namespace: str) -> set[tuple[str, str, str]]:
+    """What the ServiceAccount may do in `namespace`, as the API server's RBAC authorizer says."""
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+              "spec": {"namespace": namespace}}
+    answer = json.loads(controlplane.kubectl("create", "-f", "-", "-o", "json",
+                                             f"--as={release.service_account}", input=json.dumps(review)))
+    assert answer["status"]["incomplete"] is False
+    return {
+        (group, resource, verb)
+        for rule in answer["status"]["resourceRules"]
+        for group in rule.get("apiGroups", [])
+        for resource in rule.get("resources", [])
+        for verb in rule.get("verbs", [])
+    } - SELF_REVIEWS
+
+
+def test_service_account_has_exactly_the_operators_permissions(controlplane, release):
+    assert rules_review(controlplane, release, release.namespace) == flatten(NAMESPACED) | flatten(CLUSTER)
+    # In any other namespace: only the cluster-wide read of CRDs.
+    assert rules_review(controlplane, release, "default") == flatten(CLUSTER)
+
+
+def can_i(controlplane, release: Release, *args: str) -> bool:
+    answer = controlplane.kubectl("auth", "can-i", f"--as={release.service_account}", *args, check=False)
+    return answer.strip() == "yes"
+
+
+def test_every_needed_verb_is_allowed(controlplane, release):
+    denied = [
+        (verb, resource, group)
+        for group, resource, verbs in NAMESPACED
+        for verb in verbs
+        if not can_i(controlplane, release, verb, f"{resource.split('/')[0]}.{group}".rstrip("."),
+                     *(["--subresource", resource.split("/")[1]] if "/" in resource else []),
+                     "-n", release.namespace)
+    ]
+    denied += [(verb, resource, group) for group, resource, verbs in CLUSTER for verb in verbs
+               if not can_i(controlplane, release, verb, f"{resource}.{group}")]
+    assert denied == []
+
+
+@pytest.mark.parametrize("request_args", [
+    ("create", "clusterrolebindings"),
+    ("get", "secrets", "-n", "default"),
+    ("list", "pods", "-n", "kube-system"),
+    ("create", "pods", "-n", "{ns}"),
+    ("delete", "mcppolicies.mcp.jupyterhub.org", "-n", "{ns}"),
+    ("update", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
+    ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("list", "namespaces"),
+    ("create", "serviceaccounts", "--subresource", "token", "-n", "{ns}"),
+    ("bind", "roles.rbac.authorization.k8s.io", "-n", "{ns}"),
+])
+def test_forbidden_calls_are_denied(controlplane, release, request_args):
+    args = [arg.format(ns=release.namespace) for arg in request_args]
+    assert not can_i(controlplane, release, *args)
+
+
+def test_upgrade_keeps_the_ca_and_applies_new_values(controlplane, helm_bin, release):
+    before = tls_secret(controlplane, release)
+    helm(controlplane, helm_bin, release, "upgrade", RELEASE, str(CHART), *release.values,
+         "--set", "webhook.timeoutSeconds=7")
+    after = tls_secret(controlplane, release)
+    assert after == before
+    configuration = get_json(controlplane, "mutatingwebhookconfiguration", release.webhook_configuration)
+    (webhook,) = configuration["webhooks"]
+    assert webhook["timeoutSeconds"] == 7
+    assert base64.b64decode(webhook["clientConfig"]["caBundle"]) == before["ca.crt"]
+    history = helm(controlplane, helm_bin, release, "history", RELEASE, "-o", "json").stdout
+    assert [entry["status"] for entry in json.loads(history)] == ["superseded", "deployed"]
+
