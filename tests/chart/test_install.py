@@ -18,13 +18,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import yaml
 from cryptography import x509
 
-from tests.chart.conftest import CHART, run_helm
+from tests.chart.conftest import CHART
 from tests.chart.expected import CLUSTER, NAMESPACED, flatten
 from tests.fixtures.tools import free_port
 
@@ -44,7 +43,6 @@ SELF_REVIEWS = {
 class Release:
     namespace: str
     webhook_port: int
-    helm_env: dict[str, str]
     values: list[str] = field(default_factory=list)
 
     @property
@@ -65,22 +63,14 @@ def wait_until(what: str, probe, timeout: float = 60.0) -> None:
     raise TimeoutError(f"{what}: not within {timeout:.0f} s")
 
 
-def helm(controlplane, helm_bin: Path, release: Release, *args: str):
-    return run_helm(helm_bin, *args, "--kubeconfig", str(controlplane.kubeconfig), "--namespace",
-                    release.namespace, env=release.helm_env)
-
-
 def get_json(controlplane, *args: str) -> dict:
     return json.loads(controlplane.kubectl("get", *args, "-o", "json"))
 
 
 @pytest.fixture(scope="module")
-def release(controlplane, helm_bin, tmp_path_factory) -> Iterator[Release]:
+def release(controlplane) -> Iterator[Release]:
     namespace = f"chart-{uuid.uuid4().hex[:8]}"
-    home = tmp_path_factory.mktemp("helm-home")
-    # helm keeps its own caches and config under these; keep them out of the real home.
-    helm_env = {f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}
-    rel = Release(namespace, free_port(), helm_env)
+    rel = Release(namespace, free_port())
     rel.values = [
         "--set", f"webhook.url=https://127.0.0.1:{rel.webhook_port}/mutate-pod",
         "--set", "webhook.extraCertHosts={127.0.0.1}",
@@ -88,10 +78,10 @@ def release(controlplane, helm_bin, tmp_path_factory) -> Iterator[Release]:
     ]
     controlplane.kubectl("create", "namespace", namespace)
     try:
-        helm(controlplane, helm_bin, rel, "install", RELEASE, str(CHART), *rel.values)
+        controlplane.helm("install", RELEASE, str(CHART), "-n", namespace, *rel.values)
         yield rel
     finally:
-        helm(controlplane, helm_bin, rel, "uninstall", RELEASE, "--wait", "--timeout", "60s")
+        controlplane.helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout", "60s", check=False)
         controlplane.kubectl("delete", "namespace", namespace, "--wait=false")
 
 
@@ -270,16 +260,16 @@ def test_forbidden_calls_are_denied(controlplane, release, request_args):
     assert not can_i(controlplane, release, *args)
 
 
-def test_upgrade_keeps_the_ca_and_applies_new_values(controlplane, helm_bin, release):
+def test_upgrade_keeps_the_ca_and_applies_new_values(controlplane, release):
     before = tls_secret(controlplane, release)
-    helm(controlplane, helm_bin, release, "upgrade", RELEASE, str(CHART), *release.values,
-         "--set", "webhook.timeoutSeconds=7")
+    controlplane.helm("upgrade", RELEASE, str(CHART), "-n", release.namespace, *release.values,
+                      "--set", "webhook.timeoutSeconds=7")
     after = tls_secret(controlplane, release)
     assert after == before
     configuration = get_json(controlplane, "mutatingwebhookconfiguration", release.webhook_configuration)
     (webhook,) = configuration["webhooks"]
     assert webhook["timeoutSeconds"] == 7
     assert base64.b64decode(webhook["clientConfig"]["caBundle"]) == before["ca.crt"]
-    history = helm(controlplane, helm_bin, release, "history", RELEASE, "-o", "json").stdout
+    history = controlplane.helm("history", RELEASE, "-n", release.namespace, "-o", "json")
     assert [entry["status"] for entry in json.loads(history)] == ["superseded", "deployed"]
 
