@@ -278,10 +278,18 @@ async def issue_token(body: kopf.Body, **_: Any) -> None:
     await _ensure_for_pod(body)
 
 
-@kopf.on.event("pods", labels=USER_PODS, annotations={tokens.ANN_INJECTED: kopf.PRESENT})
-async def revoke_on_pod_deleted(event: dict[str, Any], body: kopf.Body, logger: logging.Logger,
-                                **_: Any) -> None:
-    if event.get("type") != "DELETED" or _reconciler is None:
+def _is_gone(**kwargs: Any) -> bool:
+    """Raw event filters, so kopf neither runs nor logs the handlers for every other pod event."""
+    return kwargs.get("type") == "DELETED"
+
+
+def _is_going(body: kopf.Body, **kwargs: Any) -> bool:
+    return _is_gone(**kwargs) or bool(body.get("metadata", {}).get("deletionTimestamp"))
+
+
+@kopf.on.event("pods", labels=USER_PODS, annotations={tokens.ANN_INJECTED: kopf.PRESENT}, when=_is_gone)
+async def revoke_on_pod_deleted(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+    if _reconciler is None:
         return
     server = tokens.user_server(body)
     if server is None:
@@ -314,15 +322,14 @@ async def rotate_token(body: kopf.Body, **_: Any) -> None:
     await _ensure_for_pod(pod)
 
 
-@kopf.on.event("secrets", **_TOKEN_SECRETS)
-async def revoke_on_secret_deleted(event: dict[str, Any], body: kopf.Body, logger: logging.Logger,
-                                   **_: Any) -> None:
+@kopf.on.event("secrets", **_TOKEN_SECRETS, when=_is_going)
+async def revoke_on_secret_deleted(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
     """The Secret is going (garbage collection after its pod, or by hand): revoke what it holds.
     A raw event handler on purpose: kopf's changing handlers would copy the Secret's data (the
     token) into their last-handled-configuration annotation. The timer's finalizer keeps the
     Secret until the operator has seen its deletion, even if the operator was down then."""
     meta = body["metadata"]
-    if _reconciler is None or not (event.get("type") == "DELETED" or meta.get("deletionTimestamp")):
+    if _reconciler is None:
         return
     annotations = meta.get("annotations") or {}
     user, token_id = annotations.get(ANN_USER), annotations.get(tokens.ANN_TOKEN_ID)

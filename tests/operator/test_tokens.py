@@ -394,6 +394,8 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         assert [(r.kind, r.uid) for r in secret.metadata.owner_references] == [("Pod", pod.metadata.uid)]
         assert secret.metadata.annotations[tokens.ANN_TOKEN_ID] == first["token_id"]
         assert not pod.metadata.finalizers  # user pods never get a finalizer from us
+        # the value lives in the Secret's data only (kopf keeps no copy in an annotation)
+        assert not [v for v in (secret.metadata.annotations or {}).values() if first["token"] in v]
 
         # 2. rotation: a new token replaces the old, the old one is revoked
         rotated = wait_until(
@@ -450,7 +452,37 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
             "the HubTokens condition to clear", lambda: (c := hub_condition()) and c["status"] == "True"
         )
 
-        # 4. pod deletion revokes (whatever token alice holds at that moment)
+        # 4. restart: the operator died between minting and writing the Secret -> a stray token of
+        # ours for alice's pod. Back up, it revokes the stray and keeps the one the Secret holds.
+        operator.stop()
+        alice_uid = core.read_namespaced_pod("jupyter-alice", ns).metadata.uid
+        stray = httpx.post(
+            f"{token_hub.api_url}/users/alice/tokens",
+            headers={"Authorization": f"token {SERVICE_TOKEN}"},
+            json={
+                "scopes": ["access:servers!server=alice/"],
+                "expires_in": 300,
+                "note": tokens.token_note("tokens", alice_uid),
+            },
+            timeout=10,
+        ).json()["token"]
+        seen_tokens.add(stray)
+        assert token_hub.whoami(stray).status_code == 200
+        operator.start()
+        wait_until(
+            "the stray token to be revoked after the restart",
+            lambda: token_hub.whoami(stray).status_code == 403,
+        )
+        # (a rotation may land between reading and using it: wait for a read-then-use that works)
+        held = wait_until(
+            "alice's Secret to hold a working token",
+            lambda: (
+                (v := secret_values(core, ns, "mcp-token-alice")) and token_hub.whoami(v["token"]).is_success
+            ),
+        )
+        assert held is True
+
+        # 5. pod deletion revokes (whatever token alice holds at that moment)
         current = secret_values(core, ns, "mcp-token-alice")
         assert current is not None
         seen_tokens.add(current["token"])
