@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import tarfile
 
 import pytest
 import yaml
@@ -47,6 +48,15 @@ def test_crd_copy_is_identical_to_the_source_of_truth():
         f"cp {source.relative_to(REPO)} {copy.relative_to(REPO)}"
     )
     assert list((CHART / "crds").iterdir()) == [copy]
+
+
+def test_helm_package_carries_the_crd(helm_bin, tmp_path):
+    run_helm(helm_bin, "package", str(CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("jupyterhub-mcp-*.tgz")
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "jupyterhub-mcp/crds/mcppolicy.yaml" in names
+    assert "jupyterhub-mcp/values.schema.json" in names
 
 
 def test_default_objects(default):
