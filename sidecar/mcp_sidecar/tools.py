@@ -685,6 +685,8 @@ class NotebookTools:
                 f"[timed out after {execution.interrupted_after:.0f} s: kernel {execution.kernel_id} "
                 "was interrupted; the output above is what it produced until then]"
             )
+        elif status == "aborted":
+            notes.append("[aborted: the kernel skipped this code (an earlier request failed); nothing ran]")
         if execution.failure:
             notes.append(f"[{execution.failure}]")
         if execution.save_error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -38,3 +39,31 @@ async def fails(client: Client, tool: str, **arguments: Any) -> str:
     result = await client.call_tool(tool, arguments)
     assert result.is_error, f"{tool}({arguments}) should have failed but returned: {text(result)}"
     return text(result)
+
+
+@contextlib.asynccontextmanager
+async def held_client(url: str, token: str, *, legacy: bool = True) -> AsyncIterator[Client]:
+    """``mcp_client`` entered and exited in one task of its own.
+
+    The client's anyio cancel scopes must exit in the task that entered them, and pytest-asyncio
+    runs a fixture's setup and teardown in different tasks; calls from any task are fine.
+    """
+    ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+
+    async def hold() -> None:
+        try:
+            async with mcp_client(url, token, legacy=legacy) as client:
+                ready.set_result(client)
+                await stop.wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    task = asyncio.create_task(hold())
+    try:
+        yield await ready
+    finally:
+        stop.set()
+        await task

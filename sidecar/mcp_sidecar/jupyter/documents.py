@@ -175,6 +175,7 @@ class Notebooks:
         return room
 
     async def _connect(self, path: str) -> Room:
+        await self._check_notebook(path)  # the file id manager indexes any path, even a missing one
         file_id, session_id = await self.server.collaboration_session(path)
         url = self.server.ws_url(f"api/collaboration/room/json:notebook:{file_id}?sessionId={session_id}")
         try:
@@ -205,7 +206,10 @@ class Notebooks:
     # -- contents API ------------------------------------------------------------------------------
 
     async def _load(self, path: str) -> dict[str, Any]:
-        model = await self.server.get_contents(path)
+        return await self._check_notebook(path, content=True)
+
+    async def _check_notebook(self, path: str, *, content: bool = False) -> dict[str, Any]:
+        model = await self.server.get_contents(path, content=content)
         if model.get("type") != "notebook":
             raise JupyterError(f"{path!r} is a {model.get('type')}, not a notebook")
         return model

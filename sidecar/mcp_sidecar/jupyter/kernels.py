@@ -131,7 +131,8 @@ class KernelConnection:
                 "store_history": True,
                 "user_expressions": {},
                 "allow_stdin": False,
-                "stop_on_error": True,
+                # Each tool call stands alone: an error here must not abort requests queued after it.
+                "stop_on_error": False,
             },
             "channel": "shell",
             "buffers": [],
