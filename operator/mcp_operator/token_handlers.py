@@ -16,6 +16,8 @@ When each thing happens, and why this shape:
      holds. The rotation timer's finalizer keeps the Secret until the operator has seen that, so
      revocation also happens for pods deleted while the operator was down.
   Whatever slips through both (the hub down for longer than the retries) still expires by its TTL.
+- A policy that stops issuing tokens (or is deleted): the next check revokes the pod's tokens and
+  deletes its Secret.
 """
 
 from __future__ import annotations
@@ -40,8 +42,6 @@ log = logging.getLogger(__name__)
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "jupyterhub-mcp"}
 POD_LABEL = "mcp.jupyterhub.org/pod"
-ANN_USER = "mcp.jupyterhub.org/user"
-ANN_SERVER = "mcp.jupyterhub.org/server"
 USER_PODS = {"component": "singleuser-server"}
 POLICY_GROUP, POLICY_VERSION, POLICY_PLURAL = "mcp.jupyterhub.org", "v1alpha1", "mcppolicies"
 
@@ -84,6 +84,13 @@ class Kube:
         await asyncio.to_thread(
             self.core.replace_namespaced_secret, meta["name"], meta["namespace"], manifest
         )
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        try:
+            await asyncio.to_thread(self.core.delete_namespaced_secret, name, namespace)
+        except ApiException as e:
+            if e.status != 404:
+                raise
 
     async def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -133,15 +140,17 @@ class TokenReconciler:
         self.clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
         self._condition: dict[tuple[str, str], tuple[bool, str]] = {}
+        self._pod_trouble: dict[str, str] = {}  # pod uid -> reason of the last Warning Event
 
     def _lock(self, server: UserServer) -> asyncio.Lock:
         return self._locks.setdefault(server.pod_uid, asyncio.Lock())
 
-    async def ensure(self, server: UserServer, settings: tokens.TokenSettings) -> tokens.TokenPlan | None:
+    async def ensure(self, server: UserServer, settings: tokens.TokenSettings, *, thorough: bool = True,
+                     retry: int = 0) -> tokens.TokenPlan | None:
         """Mint, rotate and clean up one server's token so that exactly one live token of ours
-        exists and the Secret holds it. Returns the plan carried out (None: tokens are off)."""
-        if not settings.issue:
-            return None
+        exists and the Secret holds it. `thorough=False` (the periodic check) asks the hub only
+        when the Secret's token is missing or due. Returns the plan carried out, None if nothing
+        needed the hub."""
         name = tokens.token_secret_name(server.user, server.server_name)
         async with self._lock(server):
             try:
@@ -150,6 +159,9 @@ class TokenReconciler:
                     raise kopf.TemporaryError(f"Secret {name} of an earlier pod is still being deleted",
                                               delay=RETRY_DELAY)
                 live = tokens.live_token(existing, server.pod_uid)
+                due = tokens.hub_check_due(self.clock(), live, settings.rotate_before_seconds)
+                if not thorough and not due:
+                    return None
                 listed = await self.hub.list_tokens(server.user)
                 plan = tokens.plan_tokens(self.clock(), live, listed, server.scope,
                                           settings.rotate_before_seconds)
@@ -159,10 +171,12 @@ class TokenReconciler:
                     await self.hub.revoke(server.user, token_id)
             except HubError as e:
                 await self._hub_trouble(server, e)
-                raise kopf.TemporaryError(str(e), delay=RETRY_DELAY) from e
+                base = RETRY_DELAY if isinstance(e, HubUnavailable) else 6 * RETRY_DELAY
+                raise kopf.TemporaryError(str(e), delay=tokens.retry_delay(retry, base)) from e
         if plan.mint or plan.revoke:
             log.info("token for %s/%s (%s): %s; revoked %s", server.namespace, server.pod_name,
                      server.user, plan.reason, list(plan.revoke) or "none")
+        self._pod_trouble.pop(server.pod_uid, None)
         await self._report(server, ok=True, reason="Issued", message="hub tokens are minted and rotated")
         return plan
 
@@ -178,7 +192,6 @@ class TokenReconciler:
             name=name, pod=server.pod_reference(), policy=server.policy, server_name=server.server_name,
             user=server.user, token=minted, url=url, labels={**MANAGED_BY, POD_LABEL: server.pod_name},
         )
-        manifest["metadata"]["annotations"].update({ANN_USER: server.user, ANN_SERVER: server.server_name})
         try:
             await self.kube.write_secret(manifest, existing)
         except Exception:
@@ -189,20 +202,37 @@ class TokenReconciler:
         kopf.info(server.pod_reference(), reason="HubTokenIssued",
                   message=f"hub token {minted.id} in Secret {name}, expires {expires}")
 
-    async def revoke_pod_tokens(self, server: UserServer) -> list[str]:
-        """Every token of ours naming this pod (the pod is gone)."""
-        listed = await self.hub.list_tokens(server.user)
-        revoked = []
-        for token_id in tokens.tokens_of_pod(listed, server.pod_uid):
-            if await self.hub.revoke(server.user, token_id):
-                revoked.append(token_id)
-        self._locks.pop(server.pod_uid, None)
+    async def withdraw(self, server: UserServer) -> list[str]:
+        """The policy no longer issues tokens (or is gone): revoke this pod's tokens, delete its
+        Secret. Costs the hub nothing for pods that never had a token."""
+        name = tokens.token_secret_name(server.user, server.server_name)
+        async with self._lock(server):
+            existing = await self.kube.read_secret(server.namespace, name)
+            if tokens.live_token(existing, server.pod_uid) is None:
+                return []
+            revoked = await self.revoke_pod_tokens(server)
+            await self.kube.delete_secret(server.namespace, name)
+        log.info("tokens withdrawn for %s/%s (%s): revoked %s", server.namespace, server.pod_name,
+                 server.user, revoked)
         return revoked
+
+    async def revoke_pod_tokens(self, server: UserServer) -> list[str]:
+        """Every token of ours naming this pod."""
+        listed = await self.hub.list_tokens(server.user)
+        return [token_id for token_id in tokens.tokens_of_pod(listed, server.pod_uid)
+                if await self.hub.revoke(server.user, token_id)]
+
+    def forget(self, server: UserServer) -> None:
+        self._locks.pop(server.pod_uid, None)
+        self._pod_trouble.pop(server.pod_uid, None)
 
     async def _hub_trouble(self, server: UserServer, error: HubError) -> None:
         reason = "HubUnavailable" if isinstance(error, HubUnavailable) else "HubRefused"
         message = f"cannot issue the hub token for {server.user!r}: {error}"
-        kopf.warn(server.pod_reference(), reason=reason, message=message)
+        # One Event per pod per kind of trouble, not one per retry.
+        if self._pod_trouble.get(server.pod_uid) != reason:
+            kopf.warn(server.pod_reference(), reason=reason, message=message)
+            self._pod_trouble[server.pod_uid] = reason
         await self._report(server, ok=False, reason=reason, message=message)
 
     async def _report(self, server: UserServer, *, ok: bool, reason: str, message: str) -> None:
@@ -251,19 +281,23 @@ async def stop_token_issuer(**_: Any) -> None:
         _reconciler = None
 
 
-async def _ensure_for_pod(body: kopf.Body) -> None:
+async def _reconcile_pod(body: kopf.Body, *, thorough: bool, retry: int = 0) -> None:
     server = tokens.user_server(body)
     if _reconciler is None or server is None or body.get("metadata", {}).get("deletionTimestamp"):
         return
     policy = await _reconciler.kube.read_policy(server.namespace, server.policy)
-    if policy is None:
-        return  # the policy was deleted since injection: nothing says to issue tokens
     try:
-        settings = tokens.TokenSettings.from_policy(policy)
+        settings = tokens.TokenSettings.from_policy(policy) if policy else None
     except ValueError as e:
         kopf.warn(server.pod_reference(), reason="BadTokenPolicy", message=str(e))
         return
-    await _reconciler.ensure(server, settings)
+    if settings is None or not settings.issue:
+        try:
+            await _reconciler.withdraw(server)
+        except HubError as e:
+            raise kopf.TemporaryError(str(e), delay=tokens.retry_delay(retry, RETRY_DELAY)) from e
+        return
+    await _reconciler.ensure(server, settings, thorough=thorough, retry=retry)
 
 
 def _is_running(body: kopf.Body, **_: Any) -> bool:
@@ -274,42 +308,14 @@ def _is_running(body: kopf.Body, **_: Any) -> bool:
                 annotations={tokens.ANN_INJECTED: kopf.PRESENT}, when=_is_running)
 @kopf.on.field("pods", id="hub-token-running", field="status.phase", new="Running", labels=USER_PODS,
                annotations={tokens.ANN_INJECTED: kopf.PRESENT})
-async def issue_token(body: kopf.Body, **_: Any) -> None:
-    await _ensure_for_pod(body)
-
-
-def _is_gone(**kwargs: Any) -> bool:
-    """Raw event filters, so kopf neither runs nor logs the handlers for every other pod event."""
-    return kwargs.get("type") == "DELETED"
-
-
-def _is_going(body: kopf.Body, **kwargs: Any) -> bool:
-    return _is_gone(**kwargs) or bool(body.get("metadata", {}).get("deletionTimestamp"))
-
-
-@kopf.on.event("pods", labels=USER_PODS, annotations={tokens.ANN_INJECTED: kopf.PRESENT}, when=_is_gone)
-async def revoke_on_pod_deleted(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
-    if _reconciler is None:
-        return
-    server = tokens.user_server(body)
-    if server is None:
-        return
-    try:
-        revoked = await _reconciler.revoke_pod_tokens(server)
-    except HubError as e:
-        # Not retried here (raw events are not); the Secret's finalizer retries, the TTL bounds it.
-        logger.warning("pod %s deleted, its hub tokens not revoked yet: %s", server.pod_name, e)
-        return
-    if revoked:
-        logger.info("pod %s deleted: revoked hub tokens %s of %s", server.pod_name, revoked, server.user)
-
-
-_TOKEN_SECRETS = dict(labels=MANAGED_BY, annotations={tokens.ANN_TOKEN_ID: kopf.PRESENT})
+async def issue_token(body: kopf.Body, retry: int = 0, **_: Any) -> None:
+    # Thorough: at start and on resume the hub is asked, so strays from before a restart are revoked.
+    await _reconcile_pod(body, thorough=True, retry=retry)
 
 
 @kopf.timer("secrets", id="hub-token-rotation", interval=CHECK_INTERVAL, initial_delay=CHECK_INTERVAL,
-            **_TOKEN_SECRETS)
-async def rotate_token(body: kopf.Body, **_: Any) -> None:
+            labels=MANAGED_BY, annotations={tokens.ANN_TOKEN_ID: kopf.PRESENT})
+async def rotate_token(body: kopf.Body, retry: int = 0, **_: Any) -> None:
     if _reconciler is None or body["metadata"].get("deletionTimestamp"):
         return
     owner = next((ref for ref in body["metadata"].get("ownerReferences") or () if ref.get("kind") == "Pod"),
@@ -319,21 +325,44 @@ async def rotate_token(body: kopf.Body, **_: Any) -> None:
     pod = await _reconciler.kube.read_pod(body["metadata"]["namespace"], owner["name"])
     if pod is None or pod["metadata"]["uid"] != owner["uid"] or not _is_running(pod):
         return  # gone or going: the garbage collector and the deletion handlers take it from here
-    await _ensure_for_pod(pod)
+    await _reconcile_pod(pod, thorough=False, retry=retry)
 
 
-@kopf.on.event("secrets", **_TOKEN_SECRETS, when=_is_going)
+def _is_gone(**kwargs: Any) -> bool:
+    """Raw event filters, so kopf neither runs nor logs the handlers for every other event."""
+    return kwargs.get("type") == "DELETED"
+
+
+def _is_going(body: kopf.Body, **kwargs: Any) -> bool:
+    return _is_gone(**kwargs) or bool(body.get("metadata", {}).get("deletionTimestamp"))
+
+
+@kopf.on.event("pods", labels=USER_PODS, annotations={tokens.ANN_INJECTED: kopf.PRESENT}, when=_is_gone)
+async def revoke_on_pod_deleted(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+    server = tokens.user_server(body)
+    if _reconciler is None or server is None:
+        return
+    _reconciler.forget(server)
+    try:
+        revoked = await _reconciler.revoke_pod_tokens(server)
+    except HubError as e:
+        # Not retried here (raw events are not); the Secret's deletion retries, the TTL bounds it.
+        logger.warning("pod %s deleted, its hub tokens not revoked yet: %s", server.pod_name, e)
+        return
+    if revoked:
+        logger.info("pod %s deleted: revoked hub tokens %s of %s", server.pod_name, revoked, server.user)
+
+
+@kopf.on.event("secrets", labels=MANAGED_BY, annotations={tokens.ANN_TOKEN_ID: kopf.PRESENT}, when=_is_going)
 async def revoke_on_secret_deleted(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
     """The Secret is going (garbage collection after its pod, or by hand): revoke what it holds.
     A raw event handler on purpose: kopf's changing handlers would copy the Secret's data (the
     token) into their last-handled-configuration annotation. The timer's finalizer keeps the
     Secret until the operator has seen its deletion, even if the operator was down then."""
     meta = body["metadata"]
-    if _reconciler is None:
-        return
     annotations = meta.get("annotations") or {}
-    user, token_id = annotations.get(ANN_USER), annotations.get(tokens.ANN_TOKEN_ID)
-    if not user or not token_id:
+    user, token_id = annotations.get(tokens.ANN_USER), annotations.get(tokens.ANN_TOKEN_ID)
+    if _reconciler is None or not user or not token_id:
         return
     try:
         if await _reconciler.hub.revoke(user, token_id):

@@ -37,6 +37,8 @@ KEY_MCP_HTTP_JSON = "mcp-http.json"
 ANN_TOKEN_ID = "mcp.jupyterhub.org/token-id"
 ANN_EXPIRES_AT = "mcp.jupyterhub.org/token-expires-at"
 ANN_POLICY = "mcp.jupyterhub.org/policy"
+ANN_USER = "mcp.jupyterhub.org/user"  # so the Secret alone says whose token to revoke
+ANN_SERVER = "mcp.jupyterhub.org/server"
 
 
 _SAFE = frozenset(string.ascii_lowercase + string.digits)
@@ -169,6 +171,17 @@ def check_timing(ttl_seconds: int, rotate_before_seconds: int) -> None:
 
 def needs_rotation(now: datetime, expires_at: datetime, rotate_before_seconds: int) -> bool:
     return (expires_at - now).total_seconds() <= rotate_before_seconds
+
+
+def hub_check_due(now: datetime, live: LiveToken | None, rotate_before_seconds: int) -> bool:
+    """Whether a periodic check must ask the hub at all. A Secret holding a token that is not yet
+    due for rotation needs nothing: 300 servers then cost the hub nothing between rotations."""
+    return live is None or needs_rotation(now, live.expires_at, rotate_before_seconds)
+
+
+def retry_delay(retry: int, base: float, cap: float = 300.0) -> float:
+    """Exponential backoff for the n-th retry (0-based) of a handler the hub made fail."""
+    return min(cap, base * 2 ** min(retry, 16))
 
 
 DEFAULT_TTL_SECONDS = 86400
@@ -314,7 +327,8 @@ def token_secret(
             "name": name,
             "namespace": meta["namespace"],
             "labels": dict(labels),
-            "annotations": {ANN_TOKEN_ID: token.id, ANN_EXPIRES_AT: expires_at, ANN_POLICY: policy},
+            "annotations": {ANN_TOKEN_ID: token.id, ANN_EXPIRES_AT: expires_at, ANN_POLICY: policy,
+                            ANN_USER: user, ANN_SERVER: server_name},
             "ownerReferences": [
                 {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}
             ],

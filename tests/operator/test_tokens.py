@@ -351,6 +351,13 @@ def secret_values(core: Any, namespace: str, name: str) -> dict[str, str] | None
     return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
 
+def our_live_tokens(hub: TokenHub, user: str) -> list[str]:
+    listed = httpx.get(
+        f"{hub.api_url}/users/{user}/tokens", headers={"Authorization": f"token {SERVICE_TOKEN}"}, timeout=10
+    ).json()["api_tokens"]
+    return [t["id"] for t in listed if tokens.note_pod_uid(t["note"]) is not None]
+
+
 @pytest.mark.hub
 @pytest.mark.controlplane
 def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
@@ -492,20 +499,24 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
             lambda: token_hub.whoami(current["token"]).status_code == 403,
         )
         # and nothing of ours is left live for her
-        wait_until(
-            "no live tokens of ours for alice",
-            lambda: (
-                not [
-                    t
-                    for t in httpx.get(
-                        f"{token_hub.api_url}/users/alice/tokens",
-                        headers={"Authorization": f"token {SERVICE_TOKEN}"},
-                        timeout=10,
-                    ).json()["api_tokens"]
-                    if tokens.note_pod_uid(t["note"]) is not None
-                ]
-            ),
+        wait_until("no live tokens of ours for alice", lambda: not our_live_tokens(token_hub, "alice"))
+
+        # 6. the policy stops issuing tokens: bob's token is revoked and his Secret deleted
+        current = secret_values(core, ns, "mcp-token-bob")
+        assert current is not None
+        seen_tokens.add(current["token"])
+        custom.patch_namespaced_custom_object(
+            "mcp.jupyterhub.org",
+            "v1alpha1",
+            ns,
+            "mcppolicies",
+            "tokens",
+            {"spec": {"tokens": {"issue": False}}},
         )
+        wait_until("bob's Secret to be deleted", lambda: secret_values(core, ns, "mcp-token-bob") is None)
+        wait_until("no live tokens of ours for bob", lambda: not our_live_tokens(token_hub, "bob"))
+        assert token_hub.whoami(current["token"]).status_code == 403
+        assert core.read_namespaced_pod("jupyter-bob", ns).status.phase == "Running"
     finally:
         operator.stop()
         log = operator.text()

@@ -148,6 +148,7 @@ def test_secret_manifest() -> None:
     assert meta["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod", "name": "jupyter-alice",
                                         "uid": POD_UID}]
     assert meta["annotations"][t.ANN_TOKEN_ID] == "a9"
+    assert meta["annotations"][t.ANN_USER] == "alice" and meta["annotations"][t.ANN_SERVER] == ""
     assert meta["annotations"][t.ANN_EXPIRES_AT] == "2026-01-01T13:00:00Z"
     assert "tok-123" not in json.dumps(meta)  # the value lives only in the data
     data = secret["stringData"]
@@ -201,3 +202,16 @@ def test_condition_keeps_transition_time_while_status_holds() -> None:
     back = t.with_condition(same, status=True, reason="Issued", message="ok", now=later)
     assert back[1]["status"] == "True" and back[1]["lastTransitionTime"] == t.format_time(later)
     assert len(back) == 2
+
+
+def test_periodic_check_asks_the_hub_only_when_due() -> None:
+    fresh = t.LiveToken("a1", NOW + timedelta(seconds=3600))
+    assert not t.hub_check_due(NOW, fresh, 600)
+    assert t.hub_check_due(NOW + timedelta(seconds=3000), fresh, 600)
+    assert t.hub_check_due(NOW, None, 600)
+
+
+def test_retry_delay_grows_and_is_capped() -> None:
+    assert [t.retry_delay(n, 10) for n in range(4)] == [10, 20, 40, 80]
+    assert t.retry_delay(10, 10) == 300
+    assert t.retry_delay(10_000, 10, cap=60) == 60
