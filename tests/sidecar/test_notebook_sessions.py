@@ -1,0 +1,190 @@
+"""No global state, and no lost edits: concurrent MCP sessions, a concurrent human Y client, and
+stateless clients, against a real jupyter_server + jupyter-collaboration."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import websockets
+from jupyter_ydoc import YNotebook
+from pycrdt import Doc, YMessageType, YSyncMessageType, create_sync_message, create_update_message
+from pycrdt import handle_sync_message as apply_sync
+
+from tests.fixtures.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
+from tests.sidecar.mcpclient import call, fails, held_client, text
+from tests.sidecar.notebook_helpers import on_disk, sources, unique
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="session")
+async def sidecar(jupyter: JupyterProcess) -> AsyncIterator[RunningSidecar]:
+    async with sidecar_in_process(jupyter) as running:
+        yield running
+
+
+async def test_two_sessions_each_with_its_own_default_notebook(sidecar, jupyter) -> None:
+    """50 interleaved inserts + executes from two sessions; every cell lands in its own file."""
+    rounds = 50
+    paths = {"alice": unique("agent-a"), "bob": unique("agent-b")}
+    async with held_client(sidecar.url, sidecar.token) as a, held_client(sidecar.url, sidecar.token) as b:
+        clients = {"alice": a, "bob": b}
+        for name, client in clients.items():
+            await call(client, "create_notebook", path=paths[name])
+            await call(client, "open_notebook", path=paths[name])
+
+        async def agent(name: str) -> None:
+            client = clients[name]
+            for i in range(rounds):
+                # No path: each session's own default notebook must be used.
+                if i % 2:
+                    result = await call(client, "insert_and_execute", source=f"print('{name} {i}')")
+                    assert f"{name} {i}" in text(result)
+                else:
+                    await call(client, "insert_cell", source=f"# {name} {i}")
+
+        await asyncio.gather(agent("alice"), agent("bob"))
+        for name, path in paths.items():
+            expected = [f"print('{name} {i}')" if i % 2 else f"# {name} {i}" for i in range(rounds)]
+            saved = await on_disk(jupyter, path, lambda nb, expected=expected: sources(nb) == expected)
+            outputs = ["".join(c["outputs"][0]["text"]) for c in saved["cells"] if c["outputs"]]
+            assert outputs == [f"{name} {i}\n" for i in range(1, rounds, 2)]
+
+
+async def test_default_notebook_is_per_session_only(sidecar) -> None:
+    path = unique("default")
+    async with held_client(sidecar.url, sidecar.token) as a, held_client(sidecar.url, sidecar.token) as b:
+        await call(a, "create_notebook", path=path)
+        await call(a, "open_notebook", path=path)
+        assert f"{path}: 0 cells" in text(await call(a, "read_notebook"))
+        message = await fails(b, "read_notebook")
+        assert "this session has no open notebook" in message and "pass path=" in message
+
+
+async def test_stateless_client_must_pass_path(sidecar) -> None:
+    path = unique("stateless")
+    async with held_client(sidecar.url, sidecar.token, legacy=False) as client:
+        await call(client, "create_notebook", path=path)
+        await call(client, "insert_cell", path=path, source="x = 3")
+        result = await call(client, "execute_cell", path=path, cell=0)
+        assert result.structured_content["status"] == "ok"
+        assert "pass path=" in await fails(client, "read_notebook")
+        assert "stateless clients pass path=" in await fails(client, "open_notebook", path=path)
+
+
+@contextlib.asynccontextmanager
+async def human(jupyter: JupyterProcess, path: str) -> AsyncIterator[tuple[YNotebook, asyncio.Queue[None]]]:
+    """A second, independent Y client in the notebook's room (what a JupyterLab tab is).
+
+    Yields the notebook and a queue that gets an item whenever a remote update arrived.
+    """
+    async with httpx.AsyncClient(base_url=jupyter.url, headers=jupyter.headers) as http:
+        session = (
+            await http.put(f"api/collaboration/session/{path}", json={"format": "json", "type": "notebook"})
+        ).json()
+    url = (
+        f"ws{jupyter.url[4:]}api/collaboration/room/json:notebook:{session['fileId']}"
+        f"?sessionId={session['sessionId']}"
+    )
+    doc = Doc()
+    notebook = YNotebook(doc)
+    changed: asyncio.Queue[None] = asyncio.Queue()
+    synced = asyncio.Event()
+    async with websockets.connect(url, additional_headers=jupyter.headers, max_size=None) as ws:
+
+        async def read() -> None:
+            async for message in ws:
+                if message[0] != YMessageType.SYNC:
+                    continue
+                reply = apply_sync(message[1:], doc)
+                if reply is not None:
+                    await ws.send(reply)
+                if message[1] == YSyncMessageType.SYNC_STEP2:
+                    synced.set()
+                changed.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        await ws.send(create_sync_message(doc))
+        await asyncio.wait_for(synced.wait(), 30)
+
+        sending: set[asyncio.Task[None]] = set()
+
+        def send_local(update: object) -> None:
+            task = asyncio.ensure_future(ws.send(create_update_message(update.update)))  # type: ignore[attr-defined]
+            sending.add(task)
+            task.add_done_callback(sending.discard)
+
+        subscription = doc.observe(lambda event: send_local(event) if event.update != b"\x00\x00" else None)
+        try:
+            yield notebook, changed
+        finally:
+            doc.unobserve(subscription)
+            reader.cancel()
+
+
+async def wait_until(changed: asyncio.Queue[None], condition, timeout: float = 30.0) -> None:
+    """Until ``condition()`` holds, re-checked on every remote update (event-driven)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await changed.get()
+
+
+async def test_concurrent_human_edits_are_not_lost(sidecar, jupyter) -> None:
+    path = unique("shared")
+    async with held_client(sidecar.url, sidecar.token) as agent:
+        await call(agent, "create_notebook", path=path)
+        await call(agent, "insert_cell", path=path, source="a = 1\nb = 2\n")
+        async with human(jupyter, path) as (notebook, changed):
+            await wait_until(changed, lambda: notebook.cell_number == 1)
+
+            async def human_types() -> None:
+                for i in range(15):
+                    notebook.append_cell({"cell_type": "markdown", "source": f"human {i}", "metadata": {}})
+                    await asyncio.sleep(0)  # let the agent's calls interleave with the typing
+
+            async def agent_works() -> None:
+                for i in range(15):
+                    await call(agent, "insert_cell", path=path, source=f"agent {i}", index=1)
+
+            await asyncio.gather(human_types(), agent_works())
+            # Both write into the same cell at the same time: the human appends, the agent edits.
+            ytext = notebook.ycells[0]["source"]
+            ytext += "c = 3\n"
+            await call(agent, "edit_cell", path=path, cell=0, old="a = 1", new="a = 100")
+
+            def merged() -> bool:
+                srcs = [notebook.get_cell(i)["source"] for i in range(notebook.cell_number)]
+                return (
+                    {f"human {i}" for i in range(15)} <= set(srcs)
+                    and {f"agent {i}" for i in range(15)} <= set(srcs)
+                    and srcs[0] == "a = 100\nb = 2\nc = 3\n"
+                )
+
+            await wait_until(changed, merged)
+        read = text(await call(agent, "read_notebook", path=path, limit=100, detail="full"))
+        assert read.count("human ") == 15 and read.count("agent ") == 15
+        assert "a = 100\nb = 2\nc = 3" in read
+        saved = await on_disk(jupyter, path, lambda nb: len(nb["cells"]) == 31)
+        assert sources(saved)[0] == "a = 100\nb = 2\nc = 3\n"
+
+
+async def test_agent_edits_show_up_live_in_the_human_doc(sidecar, jupyter) -> None:
+    path = unique("live")
+    async with held_client(sidecar.url, sidecar.token) as agent:
+        await call(agent, "create_notebook", path=path)
+        async with human(jupyter, path) as (notebook, changed):
+            result = await call(agent, "insert_and_execute", path=path, source="print('seen live')")
+            cell_id = result.structured_content["cell_id"]
+
+            def has_output() -> bool:
+                return notebook.cell_number == 1 and bool(notebook.get_cell(0).get("outputs"))
+
+            await wait_until(changed, has_output)
+            cell = notebook.get_cell(0)
+            assert cell["id"] == cell_id
+            assert "seen live" in str(cell["outputs"][0]["text"])
+            assert cell["execution_count"] == result.structured_content["execution_count"]
