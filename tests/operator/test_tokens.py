@@ -351,6 +351,19 @@ def secret_values(core: Any, namespace: str, name: str) -> dict[str, str] | None
     return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
 
+def hub_condition(custom: Any, namespace: str, policy: str) -> dict[str, Any] | None:
+    got = custom.get_namespaced_custom_object(
+        "mcp.jupyterhub.org", "v1alpha1", namespace, "mcppolicies", policy
+    )
+    conds = (got.get("status") or {}).get("conditions") or []
+    return next((c for c in conds if c["type"] == tokens.CONDITION_TYPE), None)
+
+
+def warnings_on(core: Any, namespace: str, pod: str, reason: str) -> list[Any]:
+    events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod}").items
+    return [e for e in events if e.reason == reason and e.type == "Warning"]
+
+
 def our_live_tokens(hub: TokenHub, user: str) -> list[str]:
     listed = httpx.get(
         f"{hub.api_url}/users/{user}/tokens", headers={"Authorization": f"token {SERVICE_TOKEN}"}, timeout=10
@@ -381,10 +394,23 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         "spec": {"users": ["*"], "tokens": {"issue": True, "ttlSeconds": 40, "rotateBeforeSeconds": 34}},
     }
     custom.create_namespaced_custom_object("mcp.jupyterhub.org", "v1alpha1", ns, "mcppolicies", policy)
+    refused = {**policy, "metadata": {"name": "refused"}}
+    custom.create_namespaced_custom_object("mcp.jupyterhub.org", "v1alpha1", ns, "mcppolicies", refused)
     operator = Operator(controlplane, token_hub, ns, tmp_path)
     operator.start()
     seen_tokens: set[str] = set()
     try:
+        # 0. the hub refuses (carol is no hub user): Warning Event + condition, no Secret, pod runs on
+        core.create_namespaced_pod(ns, kubespawner_pod("carol", "refused"))
+        wait_until(
+            "a HubRefused Event on carol's pod", lambda: warnings_on(core, ns, "jupyter-carol", "HubRefused")
+        )
+        condition = wait_until("the refused policy's condition", lambda: hub_condition(custom, ns, "refused"))
+        assert condition["status"] == "False" and condition["reason"] == "HubRefused"
+        assert "No such user: carol" in condition["message"]
+        assert secret_values(core, ns, "mcp-token-carol") is None
+        assert core.read_namespaced_pod("jupyter-carol", ns).status.phase == "Running"
+
         # 1. issue: Running pod -> Secret with a working, narrow token and a usable client config
         core.create_namespaced_pod(ns, kubespawner_pod("alice", "tokens"))
         first = wait_until("the token Secret for alice", lambda: secret_values(core, ns, "mcp-token-alice"))
@@ -420,29 +446,15 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         try:
             core.create_namespaced_pod(ns, kubespawner_pod("bob", "tokens"))
 
-            def hub_condition() -> dict[str, Any] | None:
-                got = custom.get_namespaced_custom_object(
-                    "mcp.jupyterhub.org", "v1alpha1", ns, "mcppolicies", "tokens"
-                )
-                conds = (got.get("status") or {}).get("conditions") or []
-                return next((c for c in conds if c["type"] == tokens.CONDITION_TYPE), None)
-
             down = wait_until(
                 "the HubTokens condition to report the outage",
-                lambda: (c := hub_condition()) and c["status"] == "False" and c,
+                lambda: (c := hub_condition(custom, ns, "tokens")) and c["status"] == "False" and c,
             )
             assert down["reason"] == "HubUnavailable"
-            events = wait_until(
-                "a warning Event on bob's pod",
-                lambda: [
-                    e
-                    for e in core.list_namespaced_event(
-                        ns, field_selector="involvedObject.name=jupyter-bob"
-                    ).items
-                    if e.reason == "HubUnavailable"
-                ],
+            wait_until(
+                "a HubUnavailable Event on bob's pod",
+                lambda: warnings_on(core, ns, "jupyter-bob", "HubUnavailable"),
             )
-            assert events[0].type == "Warning"
             assert secret_values(core, ns, "mcp-token-bob") is None
             # alice's server is untouched by the outage
             assert core.read_namespaced_pod("jupyter-alice", ns).status.phase == "Running"
@@ -456,7 +468,8 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         seen_tokens.add(bob["token"])
         assert token_hub.whoami(bob["token"]).status_code == 200
         wait_until(
-            "the HubTokens condition to clear", lambda: (c := hub_condition()) and c["status"] == "True"
+            "the HubTokens condition to clear",
+            lambda: (c := hub_condition(custom, ns, "tokens")) and c["status"] == "True",
         )
 
         # 4. restart: the operator died between minting and writing the Secret -> a stray token of
@@ -517,6 +530,9 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         wait_until("no live tokens of ours for bob", lambda: not our_live_tokens(token_hub, "bob"))
         assert token_hub.whoami(current["token"]).status_code == 403
         assert core.read_namespaced_pod("jupyter-bob", ns).status.phase == "Running"
+    except BaseException:
+        print(f"--- operator log (tail) ---\n{operator.text()[-6000:]}")  # shown by pytest on failure
+        raise
     finally:
         operator.stop()
         log = operator.text()
