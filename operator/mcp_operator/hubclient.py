@@ -160,10 +160,3 @@ class HubClient:
             raise
         log.info("revoked hub token %s of user %s", token_id, user)
         return True
-
-    async def whoami(self, token: str) -> dict[str, Any]:
-        """GET /user as the given token (identity and scopes); used to check a minted token."""
-        response = await self._http.get("user", headers={"Authorization": f"token {token}"})
-        if response.status_code != 200:
-            raise HubRefused(response.status_code, _hub_message(response))
-        return response.json()
