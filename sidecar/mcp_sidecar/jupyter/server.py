@@ -96,9 +96,11 @@ class JupyterServer:
                 json={"format": "json", "type": "notebook"},
                 what="probing for jupyter-collaboration",
             )
-            # 404 with a JSON "does not exist" body from the handler means the route exists.
+            # The handler answers even for a missing file (201, or a JSON 404 in older versions);
+            # without the extension the server's HTML 404 page answers instead.
+            is_api = response.headers.get("content-type", "").startswith("application/json")
             self._collaboration = response.status_code in (200, 201) or (
-                response.status_code == 404 and "does not exist" in response.text
+                response.status_code == 404 and is_api
             )
         return self._collaboration
 

@@ -1,0 +1,78 @@
+"""Without jupyter-collaboration: the Contents API, with a conflict check, never a raw file write."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from mcp_sidecar.jupyter.documents import Notebooks
+from mcp_sidecar.jupyter.errors import JupyterError
+from mcp_sidecar.jupyter.server import JupyterServer
+
+from tests.fixtures.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
+from tests.sidecar.mcpclient import call, fails, held_client, text
+from tests.sidecar.notebook_helpers import read_disk, sources, unique, write_notebook
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="session")
+async def plain_sidecar(jupyter_plain: JupyterProcess) -> AsyncIterator[RunningSidecar]:
+    async with sidecar_in_process(jupyter_plain) as running:
+        yield running
+
+
+async def test_server_has_no_collaboration(plain_sidecar) -> None:
+    assert await plain_sidecar.app.state.tools.notebooks.collaborative() is False
+
+
+async def test_tools_work_through_the_contents_api(plain_sidecar, jupyter_plain) -> None:
+    path = unique("plain")
+    async with held_client(plain_sidecar.url, plain_sidecar.token) as client:
+        await call(client, "create_notebook", path=path)
+        assert read_disk(jupyter_plain, path)["cells"] == []  # saved at once: no room, no delay
+        first = await call(client, "insert_cell", path=path, source="x = 20")
+        await call(client, "insert_cell", path=path, source="# notes", cell_type="markdown")
+        await call(
+            client, "edit_cell", path=path, cell=first.structured_content["cell_id"], old="20", new="21"
+        )
+        await call(client, "execute_cell", path=path, cell=first.structured_content["cell_id"])
+        run = await call(client, "insert_and_execute", path=path, source="x * 2")
+        assert "42" in text(run)
+        await call(client, "move_cell", path=path, cell=1, to_index=0)
+        assert sources(read_disk(jupyter_plain, path)) == ["# notes", "x = 21", "x * 2"]
+        cell = read_disk(jupyter_plain, path)["cells"][2]
+        assert "".join(cell["outputs"][0]["data"]["text/plain"]) == "42"
+        assert cell["execution_count"] == run.structured_content["execution_count"]
+        await call(client, "delete_cells", path=path, cells=[0])
+        await call(client, "clear_outputs", path=path)
+        saved = read_disk(jupyter_plain, path)
+        assert sources(saved) == ["x = 21", "x * 2"] and saved["cells"][1]["outputs"] == []
+        assert "does not exist" in await fails(client, "read_notebook", path="nope.ipynb")
+
+
+async def test_a_concurrent_save_is_never_overwritten(jupyter_plain) -> None:
+    """Someone saves the notebook while an edit is being made: the edit is refused, their save stays."""
+    path = unique("conflict")
+    write_notebook(jupyter_plain, path, ["original"])
+    server = JupyterServer(jupyter_plain.url, jupyter_plain.token)
+    notebooks = Notebooks(server)
+    try:
+        with pytest.raises(JupyterError, match="changed on the server while this edit was being made"):
+            async with notebooks.edit(path) as cells:
+                cells.set_source(0, "agent edit")
+                # The human's save, through the server, between our read and our write:
+                async with httpx.AsyncClient(
+                    base_url=jupyter_plain.url, headers=jupyter_plain.headers
+                ) as http:
+                    model = (await http.get(f"api/contents/{path}")).json()
+                    model["content"]["cells"][0]["source"] = "human save"
+                    put = await http.put(
+                        f"api/contents/{path}",
+                        json={"type": "notebook", "format": "json", "content": model["content"]},
+                    )
+                    assert put.status_code == 200
+        assert sources(read_disk(jupyter_plain, path)) == ["human save"]
+    finally:
+        await server.aclose()
