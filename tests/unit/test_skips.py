@@ -11,6 +11,7 @@ import pytest
 from tests.fixtures.controlplane import (
     CONTROL_PLANE_BINARIES,
     container_engine_problem,
+    control_plane_bin_dir,
     missing_binaries,
 )
 from tests.fixtures.tools import REPO
@@ -63,3 +64,16 @@ def test_kind_tier_is_skipped_with_the_reason_when_no_engine_runs() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 skipped" in result.stdout
     assert problem in result.stdout  # the skip line says exactly what is missing
+
+
+def test_fixture_looks_where_build_sh_builds() -> None:
+    # One source of truth (versions.env): the fixture and build.sh must agree on the cache dir,
+    # or every control-plane test would skip after a successful `make controlplane`.
+    printed = subprocess.run(
+        ["bash", str(REPO / "tests" / "controlplane" / "build.sh"), "--print-bin-dir"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    assert Path(printed) == control_plane_bin_dir()
