@@ -494,13 +494,12 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
             lambda: token_hub.whoami(stray).status_code == 403,
         )
         # (a rotation may land between reading and using it: wait for a read-then-use that works)
-        held = wait_until(
+        wait_until(
             "alice's Secret to hold a working token",
             lambda: (
                 (v := secret_values(core, ns, "mcp-token-alice")) and token_hub.whoami(v["token"]).is_success
             ),
         )
-        assert held is True
 
         # 5. pod deletion revokes (whatever token alice holds at that moment)
         current = secret_values(core, ns, "mcp-token-alice")
