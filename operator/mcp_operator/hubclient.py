@@ -126,8 +126,15 @@ class HubClient:
                 raise HubUnavailable(
                     f"hub at {self.api_url} unavailable after {attempt} attempts: {method} {path}: {problem}"
                 )
-            log.warning("hub %s %s failed (%s); retry %d/%d in %.1fs",
-                        method, path, problem, attempt, self._attempts - 1, delay)
+            log.warning(
+                "hub %s %s failed (%s); retry %d/%d in %.1fs",
+                method,
+                path,
+                problem,
+                attempt,
+                self._attempts - 1,
+                delay,
+            )
             await self._sleep(delay)
             delay = min(delay * 2, self._max_backoff)
         raise AssertionError("unreachable")

@@ -103,28 +103,43 @@ class Kube:
     async def read_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return await asyncio.to_thread(
-                self.custom.get_namespaced_custom_object, POLICY_GROUP, POLICY_VERSION, namespace,
-                POLICY_PLURAL, name,
+                self.custom.get_namespaced_custom_object,
+                POLICY_GROUP,
+                POLICY_VERSION,
+                namespace,
+                POLICY_PLURAL,
+                name,
             )
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
 
-    async def set_policy_condition(self, namespace: str, name: str, *, status: bool, reason: str,
-                                   message: str) -> None:
+    async def set_policy_condition(
+        self, namespace: str, name: str, *, status: bool, reason: str, message: str
+    ) -> None:
         policy = await self.read_policy(namespace, name)
         if policy is None:
             return
         conditions = tokens.with_condition(
             (policy.get("status") or {}).get("conditions") or [],
-            status=status, reason=reason, message=message, now=datetime.now(UTC),
+            status=status,
+            reason=reason,
+            message=message,
+            now=datetime.now(UTC),
         )
-        body = {"metadata": {"resourceVersion": policy["metadata"]["resourceVersion"]},
-                "status": {"conditions": conditions}}
+        body = {
+            "metadata": {"resourceVersion": policy["metadata"]["resourceVersion"]},
+            "status": {"conditions": conditions},
+        }
         await asyncio.to_thread(
-            self.custom.patch_namespaced_custom_object_status, POLICY_GROUP, POLICY_VERSION, namespace,
-            POLICY_PLURAL, name, body,
+            self.custom.patch_namespaced_custom_object_status,
+            POLICY_GROUP,
+            POLICY_VERSION,
+            namespace,
+            POLICY_PLURAL,
+            name,
+            body,
         )
 
 
@@ -132,8 +147,14 @@ class TokenReconciler:
     """Runs plans against the hub and the API server. One lock per user server: the Running
     handler and the rotation timer may fire together and must not both mint."""
 
-    def __init__(self, hub: HubClient, kube: Kube, *, hub_public_url: str | None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        hub: HubClient,
+        kube: Kube,
+        *,
+        hub_public_url: str | None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.hub = hub
         self.kube = kube
         self.hub_public_url = hub_public_url
@@ -145,8 +166,9 @@ class TokenReconciler:
     def _lock(self, server: UserServer) -> asyncio.Lock:
         return self._locks.setdefault(server.pod_uid, asyncio.Lock())
 
-    async def ensure(self, server: UserServer, settings: tokens.TokenSettings, *, thorough: bool = True,
-                     retry: int = 0) -> tokens.TokenPlan | None:
+    async def ensure(
+        self, server: UserServer, settings: tokens.TokenSettings, *, thorough: bool = True, retry: int = 0
+    ) -> tokens.TokenPlan | None:
         """Mint, rotate and clean up one server's token so that exactly one live token of ours
         exists and the Secret holds it. `thorough=False` (the periodic check) asks the hub only
         when the Secret's token is missing or due. Returns the plan carried out, None if nothing
@@ -156,15 +178,17 @@ class TokenReconciler:
             try:
                 existing = await self.kube.read_secret(server.namespace, name)
                 if existing and existing["metadata"].get("deletionTimestamp"):
-                    raise kopf.TemporaryError(f"Secret {name} of an earlier pod is still being deleted",
-                                              delay=RETRY_DELAY)
+                    raise kopf.TemporaryError(
+                        f"Secret {name} of an earlier pod is still being deleted", delay=RETRY_DELAY
+                    )
                 live = tokens.live_token(existing, server.pod_uid)
                 due = tokens.hub_check_due(self.clock(), live, settings.rotate_before_seconds)
                 if not thorough and not due:
                     return None
                 listed = await self.hub.list_tokens(server.user)
-                plan = tokens.plan_tokens(self.clock(), live, listed, server.scope,
-                                          settings.rotate_before_seconds)
+                plan = tokens.plan_tokens(
+                    self.clock(), live, listed, server.scope, settings.rotate_before_seconds
+                )
                 if plan.mint:
                     await self._mint_into_secret(server, settings, name, existing)
                 for token_id in plan.revoke:
@@ -174,23 +198,42 @@ class TokenReconciler:
                 base = RETRY_DELAY if isinstance(e, HubUnavailable) else 6 * RETRY_DELAY
                 raise kopf.TemporaryError(str(e), delay=tokens.retry_delay(retry, base)) from e
         if plan.mint or plan.revoke:
-            log.info("token for %s/%s (%s): %s; revoked %s", server.namespace, server.pod_name,
-                     server.user, plan.reason, list(plan.revoke) or "none")
+            log.info(
+                "token for %s/%s (%s): %s; revoked %s",
+                server.namespace,
+                server.pod_name,
+                server.user,
+                plan.reason,
+                list(plan.revoke) or "none",
+            )
         self._pod_trouble.pop(server.pod_uid, None)
         await self._report(server, ok=True, reason="Issued", message="hub tokens are minted and rotated")
         return plan
 
-    async def _mint_into_secret(self, server: UserServer, settings: tokens.TokenSettings, name: str,
-                                existing: dict[str, Any] | None) -> None:
+    async def _mint_into_secret(
+        self, server: UserServer, settings: tokens.TokenSettings, name: str, existing: dict[str, Any] | None
+    ) -> None:
         minted = await self.hub.mint(
-            server.user, scopes=[server.scope], expires_in=settings.ttl_seconds,
+            server.user,
+            scopes=[server.scope],
+            expires_in=settings.ttl_seconds,
             note=tokens.token_note(server.policy, server.pod_uid),
         )
-        url = tokens.endpoint_url(server.user, server.server_name, route_host=settings.route_host,
-                                  hub_public_url=self.hub_public_url)
+        url = tokens.endpoint_url(
+            server.user,
+            server.server_name,
+            route_host=settings.route_host,
+            hub_public_url=self.hub_public_url,
+        )
         manifest = tokens.token_secret(
-            name=name, pod=server.pod_reference(), policy=server.policy, server_name=server.server_name,
-            user=server.user, token=minted, url=url, labels={**MANAGED_BY, POD_LABEL: server.pod_name},
+            name=name,
+            pod=server.pod_reference(),
+            policy=server.policy,
+            server_name=server.server_name,
+            user=server.user,
+            token=minted,
+            url=url,
+            labels={**MANAGED_BY, POD_LABEL: server.pod_name},
         )
         try:
             await self.kube.write_secret(manifest, existing)
@@ -199,8 +242,11 @@ class TokenReconciler:
             await self.hub.revoke(server.user, minted.id)
             raise
         expires = manifest["metadata"]["annotations"][tokens.ANN_EXPIRES_AT]
-        kopf.info(server.pod_reference(), reason="HubTokenIssued",
-                  message=f"hub token {minted.id} in Secret {name}, expires {expires}")
+        kopf.info(
+            server.pod_reference(),
+            reason="HubTokenIssued",
+            message=f"hub token {minted.id} in Secret {name}, expires {expires}",
+        )
 
     async def withdraw(self, server: UserServer) -> list[str]:
         """The policy no longer issues tokens (or is gone): revoke this pod's tokens, delete its
@@ -212,15 +258,23 @@ class TokenReconciler:
                 return []
             revoked = await self.revoke_pod_tokens(server)
             await self.kube.delete_secret(server.namespace, name)
-        log.info("tokens withdrawn for %s/%s (%s): revoked %s", server.namespace, server.pod_name,
-                 server.user, revoked)
+        log.info(
+            "tokens withdrawn for %s/%s (%s): revoked %s",
+            server.namespace,
+            server.pod_name,
+            server.user,
+            revoked,
+        )
         return revoked
 
     async def revoke_pod_tokens(self, server: UserServer) -> list[str]:
         """Every token of ours naming this pod."""
         listed = await self.hub.list_tokens(server.user)
-        return [token_id for token_id in tokens.tokens_of_pod(listed, server.pod_uid)
-                if await self.hub.revoke(server.user, token_id)]
+        return [
+            token_id
+            for token_id in tokens.tokens_of_pod(listed, server.pod_uid)
+            if await self.hub.revoke(server.user, token_id)
+        ]
 
     def forget(self, server: UserServer) -> None:
         self._locks.pop(server.pod_uid, None)
@@ -241,11 +295,17 @@ class TokenReconciler:
         if self._condition.get(key) == (ok, reason):
             return
         try:
-            await self.kube.set_policy_condition(server.namespace, server.policy, status=ok, reason=reason,
-                                                 message=message)
+            await self.kube.set_policy_condition(
+                server.namespace, server.policy, status=ok, reason=reason, message=message
+            )
         except ApiException as e:
-            log.warning("could not set the %s condition on MCPPolicy %s/%s: %s", tokens.CONDITION_TYPE,
-                        server.namespace, server.policy, e.reason)
+            log.warning(
+                "could not set the %s condition on MCPPolicy %s/%s: %s",
+                tokens.CONDITION_TYPE,
+                server.namespace,
+                server.policy,
+                e.reason,
+            )
             return
         self._condition[key] = (ok, reason)
 
@@ -266,7 +326,8 @@ async def start_token_issuer(logger: logging.Logger, **_: Any) -> None:
     except k8s_config.ConfigException:
         k8s_config.load_kube_config()
     _reconciler = TokenReconciler(
-        HubClient.from_env(), Kube(k8s.ApiClient()),
+        HubClient.from_env(),
+        Kube(k8s.ApiClient()),
         hub_public_url=os.environ.get("JUPYTERHUB_PUBLIC_URL") or None,
     )
     logger.info("hub tokens: minting through %s", _reconciler.hub.api_url)
@@ -304,22 +365,40 @@ def _is_running(body: kopf.Body, **_: Any) -> bool:
     return (body.get("status") or {}).get("phase") == "Running"
 
 
-@kopf.on.resume("pods", id="hub-token-resume", labels=USER_PODS,
-                annotations={tokens.ANN_INJECTED: kopf.PRESENT}, when=_is_running)
-@kopf.on.field("pods", id="hub-token-running", field="status.phase", new="Running", labels=USER_PODS,
-               annotations={tokens.ANN_INJECTED: kopf.PRESENT})
+@kopf.on.resume(
+    "pods",
+    id="hub-token-resume",
+    labels=USER_PODS,
+    annotations={tokens.ANN_INJECTED: kopf.PRESENT},
+    when=_is_running,
+)
+@kopf.on.field(
+    "pods",
+    id="hub-token-running",
+    field="status.phase",
+    new="Running",
+    labels=USER_PODS,
+    annotations={tokens.ANN_INJECTED: kopf.PRESENT},
+)
 async def issue_token(body: kopf.Body, retry: int = 0, **_: Any) -> None:
     # Thorough: at start and on resume the hub is asked, so strays from before a restart are revoked.
     await _reconcile_pod(body, thorough=True, retry=retry)
 
 
-@kopf.timer("secrets", id="hub-token-rotation", interval=CHECK_INTERVAL, initial_delay=CHECK_INTERVAL,
-            labels=MANAGED_BY, annotations={tokens.ANN_TOKEN_ID: kopf.PRESENT})
+@kopf.timer(
+    "secrets",
+    id="hub-token-rotation",
+    interval=CHECK_INTERVAL,
+    initial_delay=CHECK_INTERVAL,
+    labels=MANAGED_BY,
+    annotations={tokens.ANN_TOKEN_ID: kopf.PRESENT},
+)
 async def rotate_token(body: kopf.Body, retry: int = 0, **_: Any) -> None:
     if _reconciler is None or body["metadata"].get("deletionTimestamp"):
         return
-    owner = next((ref for ref in body["metadata"].get("ownerReferences") or () if ref.get("kind") == "Pod"),
-                 None)
+    owner = next(
+        (ref for ref in body["metadata"].get("ownerReferences") or () if ref.get("kind") == "Pod"), None
+    )
     if owner is None:
         return
     pod = await _reconciler.kube.read_pod(body["metadata"]["namespace"], owner["name"])
@@ -368,5 +447,9 @@ async def revoke_on_secret_deleted(body: kopf.Body, logger: logging.Logger, **_:
         if await _reconciler.hub.revoke(user, token_id):
             logger.info("Secret %s deleted: revoked hub token %s of %s", meta["name"], token_id, user)
     except HubError as e:
-        logger.warning("Secret %s deleted, hub token %s not revoked (it expires by itself): %s",
-                       meta["name"], token_id, e)
+        logger.warning(
+            "Secret %s deleted, hub token %s not revoked (it expires by itself): %s",
+            meta["name"],
+            token_id,
+            e,
+        )

@@ -327,8 +327,13 @@ def token_secret(
             "name": name,
             "namespace": meta["namespace"],
             "labels": dict(labels),
-            "annotations": {ANN_TOKEN_ID: token.id, ANN_EXPIRES_AT: expires_at, ANN_POLICY: policy,
-                            ANN_USER: user, ANN_SERVER: server_name},
+            "annotations": {
+                ANN_TOKEN_ID: token.id,
+                ANN_EXPIRES_AT: expires_at,
+                ANN_POLICY: policy,
+                ANN_USER: user,
+                ANN_SERVER: server_name,
+            },
             "ownerReferences": [
                 {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}
             ],
@@ -399,8 +404,13 @@ def with_condition(
     conditions: Iterable[Mapping[str, Any]], *, status: bool, reason: str, message: str, now: datetime
 ) -> list[dict[str, Any]]:
     """The policy's conditions with ours set; lastTransitionTime moves only when the status does."""
-    new = {"type": CONDITION_TYPE, "status": "True" if status else "False", "reason": reason,
-           "message": message, "lastTransitionTime": format_time(now.replace(microsecond=0))}
+    new = {
+        "type": CONDITION_TYPE,
+        "status": "True" if status else "False",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": format_time(now.replace(microsecond=0)),
+    }
     out: list[dict[str, Any]] = []
     for cond in conditions:
         if cond.get("type") == CONDITION_TYPE:

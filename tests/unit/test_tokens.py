@@ -13,8 +13,14 @@ SCOPE = t.server_scope("alice", "")
 POD_UID = "0b7c5c0e-1111-4a4a-9999-123456789abc"
 
 
-def hub_token(token_id: str, *, scope: str = SCOPE, pod_uid: str = POD_UID, note: str | None = None,
-              expires_in: int = 3600) -> t.HubToken:
+def hub_token(
+    token_id: str,
+    *,
+    scope: str = SCOPE,
+    pod_uid: str = POD_UID,
+    note: str | None = None,
+    expires_in: int = 3600,
+) -> t.HubToken:
     return t.HubToken(
         id=token_id,
         scopes=frozenset({scope}),
@@ -39,8 +45,12 @@ def test_note_round_trip_and_foreign_notes() -> None:
 
 def test_hub_model_parsing() -> None:
     model = {
-        "id": "a12", "kind": "api_token", "scopes": [SCOPE], "note": t.token_note("p", POD_UID),
-        "expires_at": "2026-01-01T13:00:00.123456Z", "token": "secret-value",
+        "id": "a12",
+        "kind": "api_token",
+        "scopes": [SCOPE],
+        "note": t.token_note("p", POD_UID),
+        "expires_at": "2026-01-01T13:00:00.123456Z",
+        "token": "secret-value",
     }
     listed = t.HubToken.from_model(model)
     assert listed.expires_at == datetime(2026, 1, 1, 13, 0, 0, 123456, tzinfo=UTC)
@@ -139,14 +149,28 @@ def test_endpoint_url() -> None:
 
 def test_secret_manifest() -> None:
     pod = {"metadata": {"name": "jupyter-alice", "namespace": "hub", "uid": POD_UID}}
-    minted = t.MintedToken(id="a9", scopes=frozenset({SCOPE}), note="n",
-                           expires_at=datetime(2026, 1, 1, 13, tzinfo=UTC), value="tok-123")
+    minted = t.MintedToken(
+        id="a9",
+        scopes=frozenset({SCOPE}),
+        note="n",
+        expires_at=datetime(2026, 1, 1, 13, tzinfo=UTC),
+        value="tok-123",
+    )
     url = "https://mcp.example.org/user/alice/mcp"
-    secret = t.token_secret(name="mcp-token-alice", pod=pod, policy="default", server_name="",
-                            user="alice", token=minted, url=url, labels={"a": "b"})
+    secret = t.token_secret(
+        name="mcp-token-alice",
+        pod=pod,
+        policy="default",
+        server_name="",
+        user="alice",
+        token=minted,
+        url=url,
+        labels={"a": "b"},
+    )
     meta = secret["metadata"]
-    assert meta["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod", "name": "jupyter-alice",
-                                        "uid": POD_UID}]
+    assert meta["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Pod", "name": "jupyter-alice", "uid": POD_UID}
+    ]
     assert meta["annotations"][t.ANN_TOKEN_ID] == "a9"
     assert meta["annotations"][t.ANN_USER] == "alice" and meta["annotations"][t.ANN_SERVER] == ""
     assert meta["annotations"][t.ANN_EXPIRES_AT] == "2026-01-01T13:00:00Z"
@@ -173,18 +197,33 @@ def test_secret_names_are_dns_safe_and_distinct() -> None:
 
 
 def test_settings_from_policy() -> None:
-    policy = {"spec": {"tokens": {"issue": True, "ttlSeconds": 60, "rotateBeforeSeconds": 10},
-                       "route": {"host": "mcp.example.org"}}}
+    policy = {
+        "spec": {
+            "tokens": {"issue": True, "ttlSeconds": 60, "rotateBeforeSeconds": 10},
+            "route": {"host": "mcp.example.org"},
+        }
+    }
     assert t.TokenSettings.from_policy(policy) == t.TokenSettings(True, 60, 10, "mcp.example.org")
     assert not t.TokenSettings.from_policy({"spec": {}}).issue
     with pytest.raises(ValueError, match="rotateBeforeSeconds"):
-        t.TokenSettings.from_policy({"spec": {"tokens": {"issue": True, "ttlSeconds": 60,
-                                                         "rotateBeforeSeconds": 60}}})
+        t.TokenSettings.from_policy(
+            {"spec": {"tokens": {"issue": True, "ttlSeconds": 60, "rotateBeforeSeconds": 60}}}
+        )
 
 
 def test_user_server_from_pod() -> None:
-    pod = {"metadata": {"name": "jupyter-a-2eb", "namespace": "hub", "uid": POD_UID, "annotations": {
-        t.ANN_INJECTED: "team-a/3", t.ANN_HUB_USERNAME: "a.b", t.ANN_HUB_SERVERNAME: "lab"}}}
+    pod = {
+        "metadata": {
+            "name": "jupyter-a-2eb",
+            "namespace": "hub",
+            "uid": POD_UID,
+            "annotations": {
+                t.ANN_INJECTED: "team-a/3",
+                t.ANN_HUB_USERNAME: "a.b",
+                t.ANN_HUB_SERVERNAME: "lab",
+            },
+        }
+    }
     server = t.user_server(pod)
     assert server == t.UserServer("hub", "jupyter-a-2eb", POD_UID, "a.b", "lab", "team-a")
     assert server.scope == "access:servers!server=a.b/lab"
