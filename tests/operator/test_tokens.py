@@ -337,16 +337,20 @@ def kubespawner_pod(user: str, policy: str) -> dict[str, Any]:
     }
 
 
-def secret_values(core: Any, namespace: str, name: str) -> dict[str, str] | None:
+def read_or_none(read: Callable[[str, str], Any], name: str, namespace: str) -> Any:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        secret = core.read_namespaced_secret(name, namespace)
+        return read(name, namespace)
     except ApiException as e:
         if e.status == 404:
             return None
         raise
-    if secret.metadata.deletion_timestamp:
+
+
+def secret_values(core: Any, namespace: str, name: str) -> dict[str, str] | None:
+    secret = read_or_none(core.read_namespaced_secret, name, namespace)
+    if secret is None or secret.metadata.deletion_timestamp:
         return None
     return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
@@ -513,7 +517,43 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         # and nothing of ours is left live for her
         wait_until("no live tokens of ours for alice", lambda: not our_live_tokens(token_hub, "alice"))
 
-        # 6. the policy stops issuing tokens: bob's token is revoked and his Secret deleted
+        # 6. a pod deleted while the operator is down: the timer's finalizer holds its Secret in
+        # Terminating until the operator is back, which then revokes the token the Secret holds
+        wait_until(
+            "alice's old pod to be gone",
+            lambda: read_or_none(core.read_namespaced_pod, "jupyter-alice", ns) is None,
+        )
+        core.create_namespaced_pod(ns, kubespawner_pod("alice", "tokens"))
+        wait_until(
+            "kopf's finalizer on alice's new Secret",
+            lambda: (
+                (got := read_or_none(core.read_namespaced_secret, "mcp-token-alice", ns))
+                and got.metadata.finalizers
+            ),
+        )
+        operator.stop()
+        held = secret_values(core, ns, "mcp-token-alice")
+        assert held is not None
+        seen_tokens.add(held["token"])
+        assert token_hub.whoami(held["token"]).status_code == 200
+        core.delete_namespaced_pod("jupyter-alice", ns, grace_period_seconds=0)
+        wait_until(
+            "the garbage collector to mark alice's Secret for deletion",
+            lambda: (
+                read_or_none(core.read_namespaced_secret, "mcp-token-alice", ns).metadata.deletion_timestamp
+            ),
+        )
+        assert token_hub.whoami(held["token"]).status_code == 200  # nobody has revoked it yet
+        operator.start()
+        wait_until(
+            "the returning operator to revoke it", lambda: token_hub.whoami(held["token"]).status_code == 403
+        )
+        wait_until(
+            "the Secret to be released",
+            lambda: read_or_none(core.read_namespaced_secret, "mcp-token-alice", ns) is None,
+        )
+
+        # 7. the policy stops issuing tokens: bob's token is revoked and his Secret deleted
         current = secret_values(core, ns, "mcp-token-bob")
         assert current is not None
         seen_tokens.add(current["token"])
