@@ -52,7 +52,7 @@ def escape_name(value: str) -> str:
 
 
 def token_secret_name(user: str, server_name: str) -> str:
-    """`mcp-token-<escaped user>[-<escaped server>]`; very long names end in a hash to stay unique."""
+    """`mcp-token-<escaped user>[--<escaped server>]`; very long names end in a hash to stay unique."""
     name = f"mcp-token-{escape_name(user)}" + (f"--{escape_name(server_name)}" if server_name else "")
     if len(name) > _MAX_NAME:
         digest = hashlib.sha256(name.encode()).hexdigest()[:12]
