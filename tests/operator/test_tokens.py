@@ -247,16 +247,23 @@ STAND_IN_CRD = {
 
 
 @pytest.fixture(scope="module")
-def policy_crd(controlplane: Any) -> None:
-    """The real CRD when crds/mcppolicy.yaml exists; until then a schema-less stand-in."""
-    real = REPO / "crds" / "mcppolicy.yaml"
-    if real.exists():
-        controlplane.kubectl("apply", "-f", str(real))
-    else:
-        controlplane.kubectl("apply", "-f", "-", input=json.dumps(STAND_IN_CRD))
-    controlplane.kubectl(
-        "wait", "--for=condition=Established", "crd/mcppolicies.mcp.jupyterhub.org", f"--timeout={WAIT:.0f}s"
-    )
+def policy_crd(controlplane: Any) -> Iterator[None]:
+    """The MCPPolicy CRD. One already installed (e.g. by the chart tests) is used as it is; else the
+    real crds/mcppolicy.yaml; until that exists, a schema-less stand-in, removed again afterwards so
+    no later test sees it."""
+    name = "crd/mcppolicies.mcp.jupyterhub.org"
+    stand_in = False
+    if controlplane.kubectl("get", name, "--ignore-not-found", "-o", "name").strip() == "":
+        real = REPO / "crds" / "mcppolicy.yaml"
+        stand_in = not real.exists()
+        if stand_in:
+            controlplane.kubectl("create", "-f", "-", input=json.dumps(STAND_IN_CRD))
+        else:
+            controlplane.kubectl("create", "-f", str(real))
+    controlplane.kubectl("wait", "--for=condition=Established", name, f"--timeout={WAIT:.0f}s")
+    yield
+    if stand_in:
+        controlplane.kubectl("delete", name, "--wait=true", f"--timeout={WAIT:.0f}s")
 
 
 class Operator:
