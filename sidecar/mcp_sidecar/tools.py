@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
-import nbformat
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 
 from .config import Settings
 from .guard import Guard, Identity, ToolCall, ToolRefused
-from .jupyter.cells import insertion_index, move, new_cell, resolve, source_text
+from .jupyter.cells import empty_notebook, insertion_index, move, new_cell, resolve, source_text
 from .jupyter.documents import Notebooks
 from .jupyter.errors import JupyterError
 from .jupyter.kernels import Execution, Kernels
@@ -30,6 +30,7 @@ from .outputs import ImagePart, TextPart, cut_text, shape
 from .sessions import SessionDefaults
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 CellRef = int | str
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
@@ -219,11 +220,8 @@ class NotebookTools:
             clean = require_notebook(path)
             if await self.server.exists(clean):
                 raise JupyterError(f"{clean!r} already exists; nothing was changed")
-            notebook = nbformat.v4.new_notebook()
-            if kernel_name:
-                notebook.metadata["kernelspec"] = {"name": kernel_name, "display_name": kernel_name}
             await self.server.save_contents(
-                clean, {"type": "notebook", "format": "json", "content": nbformat.from_dict(notebook)}
+                clean, {"type": "notebook", "format": "json", "content": empty_notebook(kernel_name)}
             )
             if await self.notebooks.collaborative():
                 # The room loader gives an empty notebook one blank cell (as JupyterLab shows it);
@@ -271,15 +269,15 @@ class NotebookTools:
             if offset < 0 or limit < 1:
                 raise JupyterError("offset must be >= 0 and limit >= 1")
             async with self.notebooks.read(nb_path) as cells:
-                count = len(cells)
-                chunks = [f"{nb_path}: {count} cells"]
-                end = min(count, offset + limit)
-                for index in range(offset, end):
-                    chunks.append(
-                        self._render_cell(
-                            index, cells.cell_id(index), cells.get(index), detail, include_outputs
-                        )
-                    )
+                snapshot = cells.all()
+            count = len(snapshot)
+            chunks = [f"{nb_path}: {count} cells"]
+            end = min(count, offset + limit)
+            for index in range(offset, end):
+                cell = snapshot[index]
+                chunks.append(
+                    self._render_cell(index, str(cell.get("id", "")), cell, detail, include_outputs)
+                )
             if end < count:
                 chunks.append(f"[cells {end}..{count - 1} not shown: call again with offset={end}]")
             text, _ = cut_text(
@@ -615,6 +613,7 @@ class NotebookTools:
 
     async def _drive(self, execution: Execution, timeout: float) -> None:  # noqa: ASYNC109
         try:
+            await self.kernels.watch(execution)
             try:
                 await asyncio.wait_for(execution.done.wait(), timeout)
             except TimeoutError:
@@ -646,6 +645,9 @@ class NotebookTools:
                 cells.set_outputs(index, execution.outputs, execution.execution_count)
         except JupyterError as exc:
             execution.save_error = f"outputs not saved into the notebook: {exc}"
+        except Exception as exc:  # never lose outputs silently: say so in the answer, log the cause
+            log.exception("saving outputs of %s into %s failed", execution.cell_id, execution.path)
+            execution.save_error = f"outputs not saved into the notebook: {exc!r}"
 
     def _progress(self, ctx: Context, timeout: float | None = None) -> Callable[[Execution], Awaitable[None]]:
         async def report(execution: Execution) -> None:

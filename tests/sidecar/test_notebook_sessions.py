@@ -44,15 +44,26 @@ async def test_two_sessions_each_with_its_own_default_notebook(sidecar, jupyter)
                 if i % 2:
                     result = await call(client, "insert_and_execute", source=f"print('{name} {i}')")
                     assert f"{name} {i}" in text(result)
+                    assert "not saved" not in text(result), text(result)
                 else:
                     await call(client, "insert_cell", source=f"# {name} {i}")
 
         await asyncio.gather(agent("alice"), agent("bob"))
         for name, path in paths.items():
             expected = [f"print('{name} {i}')" if i % 2 else f"# {name} {i}" for i in range(rounds)]
-            saved = await on_disk(jupyter, path, lambda nb, expected=expected: sources(nb) == expected)
-            outputs = ["".join(c["outputs"][0]["text"]) for c in saved["cells"] if c["outputs"]]
-            assert outputs == [f"{name} {i}\n" for i in range(1, rounds, 2)]
+            expected_outputs = [f"{name} {i}\n" for i in range(1, rounds, 2)]
+
+            def outputs(nb: dict) -> list[str]:
+                return ["".join(c["outputs"][0]["text"]) for c in nb["cells"] if c.get("outputs")]
+
+            # Sources and outputs are saved by the room a moment apart: wait for both.
+            await on_disk(
+                jupyter,
+                path,
+                lambda nb, expected=expected, want=expected_outputs: (
+                    sources(nb) == expected and outputs(nb) == want
+                ),
+            )
 
 
 async def test_default_notebook_is_per_session_only(sidecar) -> None:

@@ -29,7 +29,7 @@ from pycrdt import (
 )
 from websockets.asyncio.client import ClientConnection
 
-from .cells import Cells, ListCells, YCells
+from .cells import Cells, ListCells, YCells, plain_cells
 from .errors import JupyterError
 from .paths import require_notebook
 from .server import JupyterServer
@@ -47,6 +47,9 @@ class Room:
         self.ws = ws
         self.doc = Doc()
         self.notebook = YNotebook(self.doc)
+        self._snapshot: list[dict[str, Any]] | None = None
+        # Any change (ours or anyone's) invalidates the plain-Python view reads are served from.
+        self._subscription = self.doc.observe(self._invalidate)
         self.synced = asyncio.Event()
         self.closed = asyncio.Event()
         self.close_reason = ""
@@ -72,6 +75,18 @@ class Room:
             self.close_reason = f"code {code}: {self.ws.close_reason}" if code else "closed"
             self.closed.set()
 
+    def _invalidate(self, _event: object) -> None:
+        self._snapshot = None
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """All cells as plain Python, converted once per document change, not once per read."""
+        if self._snapshot is None:
+            self._snapshot = plain_cells(self.notebook)
+        return self._snapshot
+
+    def cells(self) -> YCells:
+        return YCells(self.notebook, self.snapshot)
+
     async def wait_synced(self) -> None:
         await asyncio.wait(
             [asyncio.ensure_future(self.synced.wait()), asyncio.ensure_future(self.closed.wait())],
@@ -93,7 +108,7 @@ class Room:
         if self.closed.is_set():
             raise JupyterError(f"the collaboration room of {self.path!r} closed ({self.close_reason})")
         before = self.doc.get_state()
-        yield YCells(self.notebook)
+        yield self.cells()
         update = self.doc.get_update(before)
         try:
             await self.ws.send(create_update_message(update))
@@ -130,7 +145,7 @@ class Notebooks:
         path = require_notebook(path)
         if await self.collaborative():
             room = await self._room(path)
-            yield YCells(room.notebook)
+            yield room.cells()
         else:
             model = await self._load(path)
             yield ListCells(model["content"])
