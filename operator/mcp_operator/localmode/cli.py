@@ -1,0 +1,70 @@
+"""``jupyterhub-mcp``: local mode. ``jupyterhub-mcp demo`` runs the whole product on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from .plan import DemoOptions, OptionsError, parse_port_range, parse_users
+from .processes import PortInUse
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jupyterhub-mcp", description="Per-user MCP endpoints for JupyterHub, local mode."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser(
+        "demo",
+        help="real JupyterHub + configurable-http-proxy + an MCP sidecar beside every user server",
+        description="Starts JupyterHub (local processes) behind configurable-http-proxy, starts a server "
+        "and its MCP sidecar for each demo user, and prints each user's MCP endpoint, a fresh token and "
+        "a client configuration. Ctrl-C stops everything.",
+    )
+    demo.add_argument("--users", default="alice,bob", help="comma-separated demo users (default alice,bob)")
+    demo.add_argument("--state-dir", default=".demo", type=Path, help="sqlite, secrets, logs, homes")
+    demo.add_argument("--ip", default="127.0.0.1", help="where the public proxy listens")
+    demo.add_argument("--port", type=int, default=8000, help="public proxy port (default 8000)")
+    demo.add_argument("--hub-port", type=int, default=8081, help="hub API port (default 8081)")
+    demo.add_argument("--proxy-api-port", type=int, default=8001, help="proxy REST API port (default 8001)")
+    demo.add_argument("--sidecar-ports", help="e.g. 9000-9099 (default: any free port)")
+    demo.add_argument("--token-ttl", type=int, default=86400, help="seconds the printed tokens live")
+    demo.add_argument("--mode", default="execute", choices=["read-only", "edit", "execute"], help="MCP_MODE")
+    # For tests: how often the hub runs its route check (which must leave the MCP routes alone).
+    demo.add_argument("--route-check-interval", type=int, default=300, help=argparse.SUPPRESS)
+    return parser
+
+
+def options_from(args: argparse.Namespace) -> DemoOptions:
+    return DemoOptions(
+        users=parse_users(args.users),
+        state_dir=args.state_dir.resolve(),
+        ip=args.ip,
+        port=args.port,
+        hub_port=args.hub_port,
+        proxy_api_port=args.proxy_api_port,
+        sidecar_ports=parse_port_range(args.sidecar_ports),
+        token_ttl=args.token_ttl,
+        mcp_mode=args.mode,
+        route_check_interval=args.route_check_interval,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .demo import DemoError, run_demo  # after parsing: --help stays fast
+
+    try:
+        options = options_from(args)
+        return asyncio.run(run_demo(options))
+    except (OptionsError, PortInUse, DemoError) as exc:
+        print(f"jupyterhub-mcp demo: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Pure core of local mode: options, the hub's configuration, what each user is handed.
+
+No I/O here; ``demo.py`` runs the plan.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcp_operator.tokens import mcp_http_config, mcp_path, mcp_remote_config, server_scope
+
+SERVICE_NAME = "jupyterhub-mcp-demo"
+TOKEN_NOTE = "jupyterhub-mcp demo endpoint token"
+# A user name becomes a folder under the state dir: keep it to names that are safe there.
+_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
+
+
+class OptionsError(ValueError):
+    """Command-line options that cannot work; the message says which and why."""
+
+
+def parse_users(raw: str) -> list[str]:
+    users = [u.strip() for u in raw.split(",") if u.strip()]
+    if not users:
+        raise OptionsError("--users needs at least one user name")
+    for user in users:
+        if not _USER_NAME.match(user) or user != user.lower():
+            raise OptionsError(
+                f"--users: {user!r} is not a usable demo user name "
+                "(lower-case letters, digits and . _ @ + -, starting with a letter or digit)"
+            )
+    if len(set(users)) != len(users):
+        raise OptionsError(f"--users lists a name twice: {raw!r}")
+    return users
+
+
+def parse_port_range(raw: str | None) -> list[int]:
+    """``9000-9099`` or ``9000`` -> ports; empty -> [] (any free port)."""
+    if not raw:
+        return []
+    low, _, high = raw.partition("-")
+    try:
+        first, last = int(low), int(high or low)
+    except ValueError:
+        raise OptionsError(f"--sidecar-ports must look like 9000-9099, got {raw!r}") from None
+    if not 1 <= first <= last <= 65535:
+        raise OptionsError(f"--sidecar-ports: {raw!r} is not a range of ports")
+    return list(range(first, last + 1))
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    users: list[str]
+    state_dir: Path
+    ip: str = "127.0.0.1"
+    port: int = 8000
+    hub_port: int = 8081
+    proxy_api_port: int = 8001
+    sidecar_ports: list[int] = field(default_factory=list)
+    token_ttl: int = 86400
+    mcp_mode: str = "execute"
+    route_check_interval: int = 300
+    start_timeout: int = 120
+
+    def ports(self) -> list[tuple[str, int, str, str]]:
+        """(host, port, role, flag) for every port the demo listens on."""
+        return [
+            (self.ip, self.port, "public proxy port", "--port"),
+            ("127.0.0.1", self.hub_port, "hub API port", "--hub-port"),
+            ("127.0.0.1", self.proxy_api_port, "proxy REST API port", "--proxy-api-port"),
+        ]
+
+    def check(self) -> None:
+        numbers = [p for _, p, _, _ in self.ports()]
+        if len(set(numbers)) != len(numbers):
+            raise OptionsError(f"--port, --hub-port and --proxy-api-port must differ, got {numbers}")
+        clash = set(numbers) & set(self.sidecar_ports)
+        if clash:
+            raise OptionsError(f"--sidecar-ports overlaps the hub/proxy ports {sorted(clash)}")
+        if self.token_ttl < 60:
+            raise OptionsError("--token-ttl must be at least 60 seconds")
+
+    @property
+    def public_url(self) -> str:
+        host = "127.0.0.1" if self.ip in ("", "0.0.0.0") else self.ip
+        return f"http://{host}:{self.port}"
+
+    @property
+    def hub_api_url(self) -> str:
+        return f"http://127.0.0.1:{self.hub_port}/hub/api"
+
+    @property
+    def proxy_api_url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_api_port}"
+
+    def user_dir(self, user: str) -> Path:
+        return self.state_dir / user
+
+
+def service_scopes(users: list[str]) -> list[str]:
+    """The demo service may start/stop these users' servers and mint their tokens; nothing else."""
+    scopes: list[str] = []
+    for user in users:
+        scopes += [f"servers!user={user}", f"tokens!user={user}"]
+    return scopes
+
+
+def hub_config(
+    options: DemoOptions,
+    *,
+    service_token: str,
+    password: str,
+    chp_command: list[str],
+    singleuser_cmd: list[str],
+    as_root: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Traitlets config for the hub, ``{Class: {trait: value}}`` (loaded by hub_config.py)."""
+    state = options.state_dir
+    return {
+        "JupyterHub": {
+            "ip": options.ip,
+            "port": options.port,
+            "hub_ip": "127.0.0.1",
+            "hub_port": options.hub_port,
+            "db_url": f"sqlite:///{state / 'jupyterhub.sqlite'}",
+            "cookie_secret_file": str(state / "jupyterhub_cookie_secret"),
+            "pid_file": str(state / "jupyterhub.pid"),
+            "spawner_class": "mcp_operator.localmode.spawner.MCPLocalSpawner",
+            "authenticator_class": "dummy",
+            "cleanup_servers": True,
+            "cleanup_proxy": True,
+            "last_activity_interval": options.route_check_interval,
+            "services": [{"name": SERVICE_NAME, "api_token": service_token}],
+            "load_roles": [
+                {
+                    "name": SERVICE_NAME,
+                    "description": "jupyterhub-mcp local mode: start demo servers, mint their MCP tokens",
+                    "scopes": service_scopes(options.users),
+                    "services": [SERVICE_NAME],
+                }
+            ],
+        },
+        "Authenticator": {"allowed_users": list(options.users)},
+        "DummyAuthenticator": {"password": password},
+        "ConfigurableHTTPProxy": {
+            "api_url": options.proxy_api_url,
+            "command": chp_command,
+            "pid_file": str(state / "proxy.pid"),
+        },
+        "Spawner": {
+            "cmd": singleuser_cmd,
+            # Local mode runs servers as the current OS user; Jupyter refuses root unless told.
+            "args": ["--allow-root"] if as_root else [],
+            "default_url": "/lab",
+            "start_timeout": options.start_timeout,
+            "http_timeout": options.start_timeout,
+        },
+        "MCPLocalSpawner": {
+            "home_dir_template": str(state / "{username}" / "home"),
+            "proxy_api_url": options.proxy_api_url,
+            "sidecar_ports": options.sidecar_ports,
+            "sidecar_extra_env": {"MCP_MODE": options.mcp_mode},
+            "sidecar_log_template": str(state / "{username}" / "sidecar{servername}.log"),
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What one user is handed: where their MCP endpoint is and a token for it."""
+
+    user: str
+    url: str
+    token: str = field(repr=False)
+    server_name: str = ""
+
+    def mcp_json(self) -> dict[str, Any]:
+        """``.demo/<user>/mcp.json``: url, token and a paste-ready Streamable HTTP client config;
+        ``mcpRemote`` is the same endpoint for stdio-only clients through mcp-remote."""
+        return {
+            "url": self.url,
+            "token": self.token,
+            **mcp_http_config(self.url, self.token, self.server_name),
+            "mcpRemote": mcp_remote_config(self.url, self.token, self.server_name),
+        }
+
+
+def endpoint_url(options: DemoOptions, user: str, server_name: str = "") -> str:
+    return options.public_url + mcp_path(user, server_name)
+
+
+def token_scopes(user: str, server_name: str = "") -> list[str]:
+    return [server_scope(user, server_name)]
