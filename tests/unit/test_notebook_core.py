@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from jupyter_ydoc import YNotebook
-from mcp_sidecar.jupyter.cells import ListCells, YCells, insertion_index, move, new_cell, resolve
+from mcp_sidecar.jupyter.cells import ListCells, YCells, insertion_index, move, new_cell, new_cell_id, resolve
 from mcp_sidecar.jupyter.errors import JupyterError
 from mcp_sidecar.jupyter.paths import normalize_path, require_notebook
 from mcp_sidecar.sessions import SessionDefaults
@@ -114,6 +114,17 @@ def test_edits_on_both_backends_agree(make) -> None:
     assert got == [("id1", "b"), ("id2", "c"), ("id0", "a2")]
     assert cells.get(1)["execution_count"] == 7
     assert cells.get(1)["outputs"][0]["text"] == "out"
+
+
+def test_all_digit_ids_resolve_as_ids_first(make) -> None:
+    cells = make("a", "b")
+    cells.insert(2, new_cell("code", "digits") | {"id": "123456789012"})
+    assert resolve(cells, "123456789012", "n") == 2
+    assert resolve(cells, "1", "n") == 1
+
+
+def test_new_cell_ids_are_never_all_digits() -> None:
+    assert not any(new_cell_id().isdigit() for _ in range(5000))
 
 
 def test_new_cell_rejects_unknown_type() -> None:

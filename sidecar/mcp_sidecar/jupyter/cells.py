@@ -28,11 +28,19 @@ class Cells(Protocol):
     def set_outputs(self, index: int, outputs: list[dict[str, Any]], execution_count: int | None) -> None: ...
 
 
+def new_cell_id() -> str:
+    """Short, unique, and never all digits (so it cannot be mistaken for an index)."""
+    while True:
+        candidate = uuid.uuid4().hex[:12]
+        if not candidate.isdigit():
+            return candidate
+
+
 def new_cell(cell_type: str, source: str) -> dict[str, Any]:
     if cell_type not in CELL_TYPES:
         raise JupyterError(f"cell_type must be one of {', '.join(CELL_TYPES)}, got {cell_type!r}")
     cell: dict[str, Any] = {
-        "id": uuid.uuid4().hex[:12],
+        "id": new_cell_id(),
         "cell_type": cell_type,
         "source": source,
         "metadata": {},
