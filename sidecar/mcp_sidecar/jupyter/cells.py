@@ -69,6 +69,10 @@ def resolve(cells: Cells, ref: int | str | None, path: str) -> int:
         raise JupyterError("cell is required: give an index (0-based, -1 = last) or a cell id")
     count = len(cells)
     if isinstance(ref, str) and ref.lstrip("-").isdigit():
+        # An id that happens to be all digits wins over the index it also spells.
+        by_id = next((i for i, cell in enumerate(cells.all()) if cell.get("id") == ref), None)
+        if by_id is not None:
+            return by_id
         ref = int(ref)
     if isinstance(ref, int) and not isinstance(ref, bool):
         index = ref + count if ref < 0 else ref
