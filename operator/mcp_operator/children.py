@@ -1,0 +1,179 @@
+"""The objects that wire an injected pod (pure, no I/O): a Service for the sidecar port, an
+Ingress for /user/<name>/mcp, a NetworkPolicy letting the ingress controller reach the port.
+
+Every child is owned by its pod (controller, blockOwnerDeletion), so the API server's garbage
+collector removes it with the pod and nothing here has to.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from mcp_operator.injection import ANN_INJECTED, LABEL_POD, PORT_NAME
+from mcp_operator.names import child_name, label_value
+from mcp_operator.policy import PodIdentity, Policy
+from mcp_operator.tokens import mcp_path
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "jupyterhub-mcp"}
+LABEL_POLICY = "mcp.jupyterhub.org/policy"
+ANN_GENERATION = "mcp.jupyterhub.org/policy-generation"
+DEFAULT_INGRESS_SELECTOR = "app.kubernetes.io/name=ingress-nginx"
+
+# ingress-nginx validates Prefix/Exact paths against this (its strict path validation); anything
+# else (`a.b@x.org`) must go as ImplementationSpecific, which it passes through as a prefix.
+_PLAIN_PATH = re.compile(r"^/[A-Za-z0-9/_-]*$")
+
+
+class SelectorError(ValueError):
+    """An --ingress-controller-selector the operator cannot parse."""
+
+
+def owner_reference(pod: Mapping[str, Any]) -> dict[str, Any]:
+    meta = pod["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(pod: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
+    meta = pod["metadata"]
+    return {
+        "name": child_name(pod),
+        "namespace": meta["namespace"],
+        "labels": {**MANAGED_BY, LABEL_POD: label_value(meta["name"]), LABEL_POLICY: policy.name},
+        "annotations": {ANN_GENERATION: str(policy.generation)},
+        "ownerReferences": [owner_reference(pod)],
+    }
+
+
+def pod_selector(pod: Mapping[str, Any]) -> dict[str, str]:
+    """Exactly this pod: the webhook put this label on it."""
+    return {LABEL_POD: label_value(pod["metadata"]["name"])}
+
+
+def build_service_spec(pod: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(pod, policy),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": pod_selector(pod),
+            "ports": [
+                {"name": PORT_NAME, "port": policy.sidecar.port, "targetPort": PORT_NAME, "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def route_path(pod: Mapping[str, Any]) -> tuple[str, str]:
+    """(path, pathType) of the user's MCP endpoint, escaped the way the hub escapes prefixes."""
+    identity = PodIdentity.of(pod)
+    if identity is None:
+        raise ValueError(f"pod {pod['metadata'].get('name')} has no hub.jupyter.org/username annotation")
+    path = mcp_path(identity.user, identity.server_name)
+    return path, "Prefix" if _PLAIN_PATH.match(path) else "ImplementationSpecific"
+
+
+def build_ingress_spec(pod: Mapping[str, Any], policy: Policy) -> dict[str, Any] | None:
+    """None when the policy has no route (route.enabled false)."""
+    route = policy.route
+    if not route.enabled:
+        return None
+    path, path_type = route_path(pod)
+    rule: dict[str, Any] = {
+        "http": {
+            "paths": [
+                {
+                    "path": path,
+                    "pathType": path_type,
+                    "backend": {"service": {"name": child_name(pod), "port": {"name": PORT_NAME}}},
+                }
+            ]
+        }
+    }
+    if route.host:
+        rule = {"host": route.host, **rule}
+    metadata = _metadata(pod, policy)
+    metadata["annotations"] = {**route.annotations, **metadata["annotations"]}
+    spec: dict[str, Any] = {"rules": [rule]}
+    if route.ingress_class_name:
+        spec["ingressClassName"] = route.ingress_class_name
+    if route.tls_secret_name:
+        spec["tls"] = [{"hosts": [route.host] if route.host else [], "secretName": route.tls_secret_name}]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata, "spec": spec}
+
+
+def parse_ingress_selector(text: str) -> dict[str, Any]:
+    """The operator option: `k=v,k2=v2` (pods with these labels in any namespace) or
+    `ns=<k=v,...>;pod=<k=v,...>` (pods with these labels in namespaces with those labels)."""
+    text = text.strip()
+    if not text:
+        raise SelectorError("ingress controller selector is empty")
+    if ";" not in text and not text.startswith(("ns=", "pod=")):
+        return {"namespaceSelector": {}, "podSelector": {"matchLabels": _labels(text)}}
+    peer: dict[str, Any] = {"namespaceSelector": {}, "podSelector": {}}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        kind, _, labels = part.partition("=")
+        if kind not in ("ns", "pod"):
+            raise SelectorError(f"ingress controller selector part {part!r} must start with ns= or pod=")
+        peer["namespaceSelector" if kind == "ns" else "podSelector"] = {"matchLabels": _labels(labels)}
+    return peer
+
+
+def _labels(text: str) -> dict[str, str]:
+    labels = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SelectorError(f"label {pair!r} in the ingress controller selector is not key=value")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def build_network_policy_spec(
+    pod: Mapping[str, Any], policy: Policy, default_selector: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """Additive: it only opens the sidecar port to the ingress controller; Zero to JupyterHub's own
+    policies keep everything else as it was. None when the policy turns it off."""
+    if not policy.network.enabled:
+        return None
+    peer = dict(policy.network.ingress_controller_selector or default_selector)
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(pod, policy),
+        "spec": {
+            "podSelector": {"matchLabels": pod_selector(pod)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [peer], "ports": [{"port": policy.sidecar.port, "protocol": "TCP"}]}],
+        },
+    }
+
+
+def build_children(
+    pod: Mapping[str, Any], policy: Policy, default_selector: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Every child the pod should have right now (Service always; Ingress/NetworkPolicy by policy)."""
+    children = [
+        build_service_spec(pod, policy),
+        build_ingress_spec(pod, policy),
+        build_network_policy_spec(pod, policy, default_selector),
+    ]
+    return [c for c in children if c is not None]
+
+
+def injected_policy(pod: Mapping[str, Any]) -> tuple[str, int] | None:
+    """(policy name, generation) from the webhook's annotation; None for pods it did not inject."""
+    marker = ((pod.get("metadata") or {}).get("annotations") or {}).get(ANN_INJECTED) or ""
+    name, sep, generation = marker.rpartition("/")
+    if not sep or not name or not generation.isdigit():
+        return None
+    return name, int(generation)

@@ -1,0 +1,140 @@
+"""Service / Ingress / NetworkPolicy of an injected pod (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mcp_operator.children import (
+    SelectorError,
+    build_children,
+    build_ingress_spec,
+    build_network_policy_spec,
+    build_service_spec,
+    injected_policy,
+    parse_ingress_selector,
+)
+from mcp_operator.policy import Policy
+
+DEFAULT = parse_ingress_selector("app.kubernetes.io/name=ingress-nginx")
+
+
+def pod(user: str, server: str = "", name: str = "jupyter-x") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "jhub",
+            "uid": "uid-1",
+            "annotations": {"hub.jupyter.org/username": user, "hub.jupyter.org/servername": server},
+        }
+    }
+
+
+def policy(**spec: Any) -> Policy:
+    return Policy.from_object({"metadata": {"name": "pol", "generation": 4}, "spec": spec})
+
+
+def test_children_are_owned_by_the_pod_and_labelled() -> None:
+    for child in build_children(pod("alice"), policy(), DEFAULT):
+        meta = child["metadata"]
+        assert meta["name"] == "jupyter-x-mcp" and meta["namespace"] == "jhub"
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": "jupyter-x",
+                "uid": "uid-1",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "jupyterhub-mcp"
+        assert meta["labels"]["mcp.jupyterhub.org/pod"] == "jupyter-x"
+        assert meta["annotations"]["mcp.jupyterhub.org/policy-generation"] == "4"
+
+
+def test_service_targets_the_sidecar_port_of_this_pod_only() -> None:
+    svc = build_service_spec(pod("alice"), policy(sidecar={"port": 9000}))
+    assert svc["spec"]["selector"] == {"mcp.jupyterhub.org/pod": "jupyter-x"}
+    assert svc["spec"]["ports"] == [{"name": "mcp", "port": 9000, "targetPort": "mcp", "protocol": "TCP"}]
+
+
+@pytest.mark.parametrize(
+    ("user", "server", "path", "path_type"),
+    [
+        ("alice", "", "/user/alice/mcp", "Prefix"),
+        ("alice", "lab", "/user/alice/lab/mcp", "Prefix"),
+        ("a.b@x.org", "", "/user/a.b@x.org/mcp", "ImplementationSpecific"),
+        ("josé", "", "/user/jos%C3%A9/mcp", "ImplementationSpecific"),
+    ],
+)
+def test_ingress_path(user: str, server: str, path: str, path_type: str) -> None:
+    ing = build_ingress_spec(pod(user, server), policy())
+    (rule,) = ing["spec"]["rules"]
+    (entry,) = rule["http"]["paths"]
+    assert (entry["path"], entry["pathType"]) == (path, path_type)
+    assert entry["backend"] == {"service": {"name": "jupyter-x-mcp", "port": {"name": "mcp"}}}
+    assert "host" not in rule and "tls" not in ing["spec"] and "ingressClassName" not in ing["spec"]
+
+
+def test_ingress_class_host_tls_annotations() -> None:
+    route = {
+        "ingressClassName": "nginx",
+        "host": "hub.example.org",
+        "tlsSecretName": "hub-tls",
+        "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "3600"},
+    }
+    ing = build_ingress_spec(pod("alice"), policy(route=route))
+    assert ing["spec"]["ingressClassName"] == "nginx"
+    assert ing["spec"]["rules"][0]["host"] == "hub.example.org"
+    assert ing["spec"]["tls"] == [{"hosts": ["hub.example.org"], "secretName": "hub-tls"}]
+    assert ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
+
+
+def test_route_and_network_can_be_turned_off() -> None:
+    p = policy(route={"enabled": False}, network={"enabled": False})
+    assert build_ingress_spec(pod("alice"), p) is None
+    assert build_network_policy_spec(pod("alice"), p, DEFAULT) is None
+    assert [c["kind"] for c in build_children(pod("alice"), p, DEFAULT)] == ["Service"]
+
+
+def test_network_policy_opens_only_the_sidecar_port_to_the_ingress_controller() -> None:
+    np = build_network_policy_spec(pod("alice"), policy(), DEFAULT)
+    assert np["spec"]["podSelector"] == {"matchLabels": {"mcp.jupyterhub.org/pod": "jupyter-x"}}
+    assert np["spec"]["policyTypes"] == ["Ingress"]
+    assert np["spec"]["ingress"] == [
+        {
+            "from": [
+                {
+                    "namespaceSelector": {},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
+                }
+            ],
+            "ports": [{"port": 8890, "protocol": "TCP"}],
+        }
+    ]
+    own = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}},
+        "podSelector": {},
+    }
+    np = build_network_policy_spec(pod("alice"), policy(network={"ingressControllerSelector": own}), DEFAULT)
+    assert np["spec"]["ingress"][0]["from"] == [own]
+
+
+def test_ingress_selector_option() -> None:
+    assert parse_ingress_selector("ns=kubernetes.io/metadata.name=ingress;pod=app=nginx,tier=edge") == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}},
+        "podSelector": {"matchLabels": {"app": "nginx", "tier": "edge"}},
+    }
+    for bad in ("", "app", "node=x=y;pod=a=b"):
+        with pytest.raises(SelectorError):
+            parse_ingress_selector(bad)
+
+
+def test_injected_policy_marker() -> None:
+    def marked(value: str) -> dict[str, Any]:
+        return {"metadata": {"annotations": {"mcp.jupyterhub.org/injected": value}}}
+
+    assert injected_policy(marked("everyone/3")) == ("everyone", 3)
+    assert injected_policy(marked("garbage")) is None
+    assert injected_policy({"metadata": {}}) is None

@@ -1,0 +1,106 @@
+"""MCPPolicy parsing and matching (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mcp_operator.policy import ANN_GROUPS, Policy, PolicyError, labels_match, matches, select_policy
+
+CRD = Path(__file__).resolve().parents[2] / "crds" / "mcppolicy.yaml"
+
+
+def pod(user: str | None, labels: dict[str, str] | None = None, groups: str | None = None) -> dict[str, Any]:
+    annotations = {} if user is None else {"hub.jupyter.org/username": user}
+    if groups is not None:
+        annotations[ANN_GROUPS] = groups
+    return {"metadata": {"name": "p", "annotations": annotations, "labels": labels or {}}}
+
+
+def policy(name: str = "p", **selection: Any) -> Policy:
+    return Policy.from_object({"metadata": {"name": name}, "spec": {"selection": selection}})
+
+
+def test_defaults_equal_the_crd_defaults() -> None:
+    """The parser's defaults and the CRD's must agree: the API server applies one, tests the other."""
+    schema = yaml.safe_load(CRD.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    spec = schema["properties"]["spec"]["properties"]
+
+    def default(section: str, key: str) -> Any:
+        return spec[section]["properties"][key]["default"]
+
+    p = Policy.from_object({"metadata": {"name": "x"}})
+    assert p.sidecar.image == default("sidecar", "image")
+    assert p.sidecar.port == default("sidecar", "port")
+    assert dict(p.sidecar.resources) == default("sidecar", "resources")
+    assert p.tools.mode == default("tools", "mode")
+    assert p.execution.timeout_seconds == default("execution", "timeoutSeconds")
+    assert p.execution.max_timeout_seconds == default("execution", "maxTimeoutSeconds")
+    assert p.execution.output_max_chars == default("execution", "outputMaxChars")
+    assert p.execution.output_max_image_bytes == default("execution", "outputMaxImageBytes")
+    assert p.tokens.ttl_seconds == default("tokens", "ttlSeconds")
+    assert p.tokens.rotate_before_seconds == default("tokens", "rotateBeforeSeconds")
+    assert p.tokens.mount_path == default("tokens", "mountPath")
+    assert p.route.enabled is default("route", "enabled") and p.network.enabled is default(
+        "network", "enabled"
+    )
+    assert p.selection.priority == spec["selection"]["properties"]["priority"]["default"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"tools": {"mode": "root"}}, "spec.tools.mode"),
+        ({"sidecar": {"port": 8888}}, "notebook port"),
+        ({"execution": {"timeoutSeconds": 700}}, "timeoutSeconds"),
+        ({"selection": {"users": "alice"}}, "users must be a list"),
+        ({"selection": {"priority": "high"}}, "priority must be an integer"),
+        ({"route": ["x"]}, "route must be an object"),
+    ],
+)
+def test_bad_policies_say_what_is_wrong(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        Policy.from_object({"metadata": {"name": "bad"}, "spec": spec})
+
+
+def test_users_globs_and_exclusions() -> None:
+    p = policy(users=["student-*", "*@example.org"], excludeUsers=["student-admin"])
+    assert matches(p, pod("student-1")) and matches(p, pod("a.b@example.org"))
+    assert not matches(p, pod("student-admin")) and not matches(p, pod("teacher"))
+    assert not matches(p, pod("Student-1"))  # hub names are case-sensitive
+    assert matches(policy(), pod("anyone"))
+    assert not matches(policy(), pod(None))  # not a KubeSpawner user pod
+
+
+def test_groups_come_from_the_annotation() -> None:
+    p = policy(groups=["physics"])
+    assert matches(p, pod("alice", groups="chemistry, physics"))
+    assert not matches(p, pod("alice", groups="chemistry"))
+    assert not matches(p, pod("alice"))  # no annotation: never matches a group policy
+
+
+def test_pod_selector() -> None:
+    sel = {
+        "matchLabels": {"tier": "gpu"},
+        "matchExpressions": [{"key": "course", "operator": "In", "values": ["a"]}],
+    }
+    assert matches(policy(podSelector=sel), pod("u", {"tier": "gpu", "course": "a"}))
+    assert not matches(policy(podSelector=sel), pod("u", {"tier": "gpu", "course": "b"}))
+    labels = {"x": "1"}
+    assert labels_match({"matchExpressions": [{"key": "x", "operator": "Exists"}]}, labels)
+    assert not labels_match({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}, labels)
+    assert not labels_match(
+        {"matchExpressions": [{"key": "x", "operator": "NotIn", "values": ["1"]}]}, labels
+    )
+    assert labels_match({"matchExpressions": [{"key": "y", "operator": "NotIn", "values": ["1"]}]}, labels)
+
+
+def test_highest_priority_wins_ties_by_name_in_any_order() -> None:
+    low, high = policy("a-low", priority=1), policy("z-high", priority=5)
+    tie_b, tie_a = policy("b", priority=5), policy("a", priority=5)
+    assert select_policy([low, high], pod("u")) is high
+    assert select_policy([tie_b, tie_a, high], pod("u")).name == "a"
+    assert select_policy([high, tie_a, tie_b], pod("u")).name == "a"
+    assert select_policy([policy(users=["other"])], pod("u")) is None
