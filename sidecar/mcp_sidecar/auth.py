@@ -1,18 +1,41 @@
-"""Who may call this sidecar. Minimal static-token version; issue 4 adds hub tokens.
+"""Who may call this sidecar: an ASGI middleware in front of the MCP route.
 
-ASGI middleware in front of the MCP route. On success it stores an ``Identity`` in
-``scope["state"]["identity"]``; on failure it answers 401/403 itself.
+Hub mode (JUPYTERHUB_API_URL set): the token (``Authorization: Bearer X`` or ``token X``;
+``?token=X`` only with JUPYTERHUB_ALLOW_TOKEN_IN_URL=1) is shown to ``GET {hub}/user``, and the
+scopes the hub answers with must reach *this* server (``scopes.check_access``). Answers, admitted
+or refused, are cached by sha256(token) for MCP_AUTH_CACHE_TTL seconds, and concurrent requests
+with one token share a single hub request. The hub being down is a 503, never cached, never an
+open door. Static mode (MCP_TOKEN): one shared secret, compared in constant time.
+
+On success the middleware stores an ``Identity`` in ``scope["state"]["identity"]``, rewrites the
+header to ``Authorization: Bearer X`` (the MCP SDK parses only Bearer) and removes ``token`` from
+the query string (so no later layer, access log included, sees it). It never logs or echoes a
+token, and advertises no OAuth metadata (clients would start an OAuth flow and drop the header).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode
 
+import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import metrics
 from .config import Settings
 from .guard import Identity
+from .scopes import check_access
+
+log = logging.getLogger(__name__)
+HUB_TIMEOUT = 5.0  # an agent waits on this; a hub slower than that counts as unavailable
+RETRY_AFTER = "5"
 
 
 def bearer_token(headers: dict[bytes, bytes]) -> str | None:
@@ -24,22 +47,174 @@ def bearer_token(headers: dict[bytes, bytes]) -> str | None:
     return None
 
 
+def split_query_token(query_string: bytes) -> tuple[str | None, bytes]:
+    """``(token, query without token)`` from a raw query string."""
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    token = next((v for k, v in pairs if k == "token" and v), None)
+    rest = [(k, v) for k, v in pairs if k != "token"]
+    return token, urlencode(rest).encode("latin-1")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer for one token: ``status`` 200 admits with ``identity``; otherwise the refusal."""
+
+    status: int
+    message: str
+    reason: str  # metrics label: ok, missing, invalid, forbidden, hub_unavailable
+    identity: Identity | None = None
+
+
+class HubUnavailable(Exception):
+    """The hub could not answer (down, slow, 5xx): the caller gets 503; nothing is cached."""
+
+
+class HubTokenChecker:
+    """Asks the hub who a token is, with a TTL cache (by token hash) and single-flight."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        assert settings.hub_api_url and settings.user
+        self.url = settings.hub_api_url + "/user"
+        self.owner = settings.user
+        self.server_name = settings.server_name
+        self.ttl = settings.auth_cache_ttl
+        self._clock = clock
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._cache: dict[str, tuple[float, Verdict]] = {}
+        self._inflight: dict[str, asyncio.Task[Verdict]] = {}
+
+    async def check(self, token: str) -> Verdict:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._ask_hub(key, token))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        # shield: one caller hanging up must not cancel the lookup the others are waiting on
+        return await asyncio.shield(task)
+
+    async def _ask_hub(self, key: str, token: str) -> Verdict:
+        try:
+            verdict = self.judge(await self._whoami(token))
+        except HubUnavailable as exc:
+            return Verdict(
+                503, f"cannot check the token right now: {exc}; try again shortly", "hub_unavailable"
+            )
+        self._cache[key] = (self._clock() + self.ttl, verdict)
+        self._purge()
+        return verdict
+
+    async def _whoami(self, token: str) -> dict | None:
+        """The hub's model of the token's owner, or None when the hub does not know the token."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=HUB_TIMEOUT, transport=self._transport)
+        metrics.record_hub_auth_request()
+        try:
+            response = await self._client.get(self.url, headers={"Authorization": f"token {token}"})
+        except httpx.HTTPError as exc:
+            raise HubUnavailable(f"JupyterHub at {self.url} is unreachable ({type(exc).__name__})") from None
+        if response.status_code in (401, 403, 404):
+            return None
+        if not response.is_success:
+            raise HubUnavailable(f"JupyterHub at {self.url} answered {response.status_code}")
+        try:
+            model = response.json()
+        except ValueError:
+            raise HubUnavailable(
+                f"JupyterHub at {self.url} answered with something that is not JSON"
+            ) from None
+        if not isinstance(model, dict):
+            raise HubUnavailable(f"JupyterHub at {self.url} answered with an unexpected document")
+        return model
+
+    def judge(self, model: dict | None) -> Verdict:
+        """Pure: the hub's answer -> the verdict for this server."""
+        if model is None:
+            return Verdict(401, "invalid, expired or revoked token", "invalid")
+        scopes = [s for s in model.get("scopes") or [] if isinstance(s, str)]
+        decision = check_access(self.owner, self.server_name, scopes)
+        who = str(model.get("name") or "?")
+        if not decision.allowed:
+            return Verdict(403, f"{who}: {decision.reason}", "forbidden")
+        identity = Identity(
+            user=who,
+            kind="hub",
+            token_id=model.get("token_id"),
+            token_note=model.get("token_note"),
+            scopes=frozenset(scopes),
+        )
+        return Verdict(200, decision.reason, "ok", identity)
+
+    def _purge(self) -> None:
+        # Bounded memory under a flood of garbage tokens: drop expired answers now and then.
+        if len(self._cache) > 1024:
+            now = self._clock()
+            for stale in [k for k, (expires, _) in self._cache.items() if expires <= now]:
+                del self._cache[stale]
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
 class AuthMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        self.hub = HubTokenChecker(settings) if settings.uses_hub_auth else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         token = bearer_token(dict(scope["headers"]))
-        expected = self.settings.static_token
-        if not token or not expected or not hmac.compare_digest(token.encode(), expected.encode()):
-            await _deny(send, 401, "missing or invalid token")
+        url_token, query_rest = split_query_token(scope.get("query_string", b""))
+        if url_token is not None:
+            # In place: the server's access log reads this same scope, and must not see the token.
+            scope["query_string"] = query_rest
+            if token is None and self.settings.allow_token_in_url:
+                token = url_token
+        verdict = await self.verify(token, url_token_refused=url_token is not None and token is None)
+        if verdict.identity is None:
+            metrics.record_auth_failure(verdict.reason)
+            log.info("refused %s %s: %s", scope.get("method"), scope.get("path"), verdict.message)
+            await _deny(send, verdict.status, verdict.message)
             return
-        scope.setdefault("state", {})["identity"] = Identity(user=self.settings.user, kind="static")
+        assert token is not None
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"authorization"] + [
+            (b"authorization", b"Bearer " + token.encode())
+        ]
+        scope.setdefault("state", {})["identity"] = verdict.identity
         await self.app(scope, receive, send)
+
+    async def verify(self, token: str | None, *, url_token_refused: bool = False) -> Verdict:
+        if not token:
+            hint = " (a token in the URL is not accepted here)" if url_token_refused else ""
+            return Verdict(401, f"missing token: send 'Authorization: Bearer <token>'{hint}", "missing")
+        if not token.isascii() or not token.isprintable():
+            return Verdict(401, "invalid token", "invalid")  # no hub can know it; httpx cannot send it
+        if self.hub is not None:
+            return await self.hub.check(token)
+        expected = self.settings.static_token
+        if expected and hmac.compare_digest(token.encode(), expected.encode()):
+            return Verdict(200, "static token", "ok", Identity(user=self.settings.user, kind="static"))
+        return Verdict(401, "invalid token", "invalid")
+
+    async def aclose(self) -> None:
+        if self.hub is not None:
+            await self.hub.aclose()
 
 
 async def _deny(send: Send, status: int, message: str) -> None:
@@ -47,5 +222,7 @@ async def _deny(send: Send, status: int, message: str) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="jupyterhub-mcp"'))
+    if status == 503:
+        headers.append((b"retry-after", RETRY_AFTER.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
