@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import AsyncIterator
 
 from mcp.server.mcpserver import MCPServer
@@ -18,6 +17,7 @@ from . import __version__
 from .auth import AuthMiddleware
 from .config import Settings
 from .guard import Guard
+from .metrics import render as render_metrics
 from .tools import NotebookTools
 
 READY_TIMEOUT = 2.0  # readiness must never hang on the Jupyter server (KubeSpawner waits on it)
@@ -63,14 +63,8 @@ def build_app(settings: Settings, guard: Guard | None = None) -> Starlette:
         return JSONResponse({"ready": ok, "reason": reason}, status_code=200 if ok else 503)
 
     async def metrics(request: Request) -> Response:
-        try:
-            module = importlib.import_module(".metrics", __package__)
-        except ModuleNotFoundError:
-            return PlainTextResponse("# metrics not available\n")
-        body = module.render()
-        if isinstance(body, Response):
-            return body
-        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+        body, content_type = render_metrics()
+        return Response(body, media_type=content_type)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -79,6 +73,8 @@ def build_app(settings: Settings, guard: Guard | None = None) -> Starlette:
                 yield
             finally:
                 await tools.aclose()
+                await guard.aclose()
+                await mcp_endpoint.aclose()
 
     routes = [
         # Both spellings route to MCP: no 307 trailing-slash redirect for clients to trip on.
