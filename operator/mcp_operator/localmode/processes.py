@@ -52,6 +52,8 @@ def become_subreaper() -> None:
 def check_port_free(host: str, port: int, what: str, flag: str) -> None:
     """Raise ``PortInUse`` with a message naming the port, its role and the flag to change it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers themselves bind: connections in TIME_WAIT from a previous run are no clash.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

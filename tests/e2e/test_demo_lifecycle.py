@@ -1,0 +1,100 @@
+"""Servers stopping and starting take their sidecars and routes along; Ctrl-C leaves nothing behind;
+a taken port gets a clear message. Each test here runs its own demo (one user, to stay light)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from mcp_operator.localmode.processes import check_port_free
+
+from tests.e2e.demo import DemoProcess, demo_args, running_demo
+
+pytestmark = pytest.mark.e2e
+
+
+def _cmdlines(procs: list[psutil.Process]) -> list[str]:
+    lines = []
+    for proc in procs:
+        try:
+            lines.append(" ".join(proc.cmdline()))
+        except psutil.Error:
+            pass
+    return lines
+
+
+def _sidecars(demo: DemoProcess) -> list[psutil.Process]:
+    found = []
+    for proc in demo.tree():
+        try:
+            if "jupyterhub-mcp-sidecar" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def _wait(condition, what: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.25)
+
+
+def test_server_stop_and_start_take_sidecar_and_route_along(tmp_path: Path) -> None:
+    with running_demo(tmp_path / "demo", "carol") as demo:
+        hub = f"http://127.0.0.1:{demo.hub_port}/hub/api/users/carol/server"
+        sidecar_pids = {p.pid for p in _sidecars(demo)}
+        assert len(sidecar_pids) == 1
+
+        assert httpx.delete(hub, headers=demo.service_headers, timeout=60).status_code in (202, 204)
+        _wait(lambda: "/user/carol/mcp" not in demo.routes(), "the MCP route to go")
+        _wait(lambda: not any(psutil.pid_exists(pid) for pid in sidecar_pids), "the sidecar to stop")
+        assert httpx.post(f"{demo.public_url}/user/carol/mcp", timeout=30).status_code != 200
+
+        assert httpx.post(hub, headers=demo.service_headers, timeout=60).status_code in (201, 202)
+        _wait(lambda: "/user/carol/mcp" in demo.routes(), "the MCP route to come back")
+        second = demo.routes()["/user/carol/mcp"]["target"]
+        assert httpx.get(f"{second}/readyz", timeout=30).json()["ready"] is True
+        assert {p.pid for p in _sidecars(demo)}.isdisjoint(sidecar_pids), "a new sidecar for the new server"
+
+
+def test_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
+    with running_demo(tmp_path / "demo", "carol") as demo:
+        tree = demo.tree()
+        lines = " ".join(_cmdlines(tree))
+        for part in (
+            "jupyterhub",
+            "configurable-http-proxy",
+            "jupyterhub-singleuser",
+            "jupyterhub-mcp-sidecar",
+        ):
+            assert part in lines, f"{part} not among the demo's processes: {lines}"
+
+        assert demo.interrupt() == 0, demo.text()
+        _, alive = psutil.wait_procs(tree, timeout=30)
+        assert not alive, f"left behind: {_cmdlines(alive)}"
+        assert "stopped." in demo.text()
+        for port in (demo.port, demo.hub_port, demo.proxy_api_port):
+            check_port_free("127.0.0.1", port, "was the demo's", "--port")  # nothing listens any more
+        assert not (demo.state / "demo.json").exists()
+
+
+def test_port_taken_is_a_clear_message(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        argv, *_ = demo_args(tmp_path / "demo", "alice")
+        argv[argv.index("--port") + 1] = str(taken)
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert f"port {taken} on 127.0.0.1 is already in use (public proxy port)" in result.stderr
+    assert "--port" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "demo" / "jupyterhub.sqlite").exists(), "nothing may start"
