@@ -147,3 +147,46 @@ def test_session_defaults_are_per_session() -> None:
         defaults.resolve(None, None)
     with pytest.raises(JupyterError, match="stateless clients pass path"):
         defaults.set(None, "a.ipynb")
+
+
+def test_snapshot_follows_every_kind_of_change_incrementally(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random local and remote edits: the kept copy always equals a fresh full conversion."""
+    import random
+
+    from mcp_sidecar.jupyter import cells as cells_module
+    from mcp_sidecar.jupyter.cells import Snapshot, plain_cells
+    from pycrdt import Doc
+
+    rebuilds: list[int] = []
+    monkeypatch.setattr(cells_module, "plain_cells", lambda ynb: rebuilds.append(1) or plain_cells(ynb))
+    rng = random.Random(7)
+    local = YNotebook(Doc())
+    remote = YNotebook(Doc())
+    snapshot = Snapshot(local)
+    cells = YCells(local, snapshot.cells)
+    other = YCells(remote)
+    for step in range(300):
+        target, doc = (cells, local) if rng.random() < 0.7 else (other, remote)
+        n = len(target)
+        op = rng.choice(["insert", "source", "outputs", "delete", "move", "batch"])
+        if op == "insert" or n == 0:
+            target.insert(rng.randint(0, n), new_cell("code", f"s{step}"))
+        elif op == "source":
+            target.set_source(rng.randrange(n), f"edited {step}\n" * rng.randint(1, 3))
+        elif op == "outputs":
+            target.set_outputs(
+                rng.randrange(n), [{"output_type": "stream", "name": "stdout", "text": str(step)}], step
+            )
+        elif op == "delete":
+            target.delete(rng.randrange(n))
+        elif op == "move":
+            move(target, rng.randrange(n), rng.randrange(n))
+        else:
+            with doc.ydoc.transaction():
+                target.insert(0, new_cell("markdown", f"m{step}"))
+                target.set_source(len(target) - 1, f"last {step}")
+        # Exchange updates both ways, as the room does.
+        remote.ydoc.apply_update(local.ydoc.get_update(remote.ydoc.get_state()))
+        local.ydoc.apply_update(remote.ydoc.get_update(local.ydoc.get_state()))
+        assert snapshot.cells() == plain_cells(local), f"diverged at step {step} ({op})"
+    assert len(rebuilds) == 1, "built once, then kept current from change events alone"

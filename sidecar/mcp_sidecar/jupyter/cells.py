@@ -176,9 +176,58 @@ class YCells:
 
 def plain_cells(ynb: YNotebook) -> list[dict[str, Any]]:
     """All cells as plain Python in one conversion (much cheaper than cell by cell)."""
-    cells = ynb.ycells.to_py() or []
-    for cell in cells:
-        cell.pop("execution_state", None)
-        if isinstance(cell.get("execution_count"), float):  # Yjs numbers arrive as floats
-            cell["execution_count"] = int(cell["execution_count"])
-    return cells
+    return [_plain(cell) for cell in ynb.ycells.to_py() or []]
+
+
+def _plain(cell: dict[str, Any]) -> dict[str, Any]:
+    cell.pop("execution_state", None)
+    if isinstance(cell.get("execution_count"), float):  # Yjs numbers arrive as floats
+        cell["execution_count"] = int(cell["execution_count"])
+    return cell
+
+
+class Snapshot:
+    """A plain-Python copy of a Y notebook's cells, kept current from the doc's change events.
+
+    Reads are served from it without touching the Y doc; a change re-converts only the cells it
+    touched (one edited cell of 500 costs one conversion, not 500). Anything unexpected drops the
+    copy, and the next read rebuilds it whole.
+    """
+
+    def __init__(self, ynb: YNotebook) -> None:
+        self.ynb = ynb
+        self._cells: list[dict[str, Any] | None] | None = None
+        self._subscription = ynb.ycells.observe_deep(self._on_change)
+
+    def cells(self) -> list[dict[str, Any]]:
+        if self._cells is None or len(self._cells) != len(self.ynb.ycells):
+            self._cells = list(plain_cells(self.ynb))
+        return self._cells  # type: ignore[return-value]  # no None left once refreshed
+
+    def _on_change(self, events: list[Any]) -> None:
+        cells = self._cells
+        if cells is None:
+            return
+        try:
+            touched: set[int] = set()
+            # The array's own event first: nested events' paths are positions after it.
+            for event in events:
+                if not event.path:
+                    position = 0
+                    for op in event.delta:
+                        if "retain" in op:
+                            position += op["retain"]
+                        elif "delete" in op:
+                            del cells[position : position + op["delete"]]
+                        elif "insert" in op:
+                            count = len(op["insert"])
+                            cells[position:position] = [None] * count
+                            position += count
+            for event in events:
+                if event.path:
+                    touched.add(int(event.path[0]))
+            for index, cell in enumerate(cells):
+                if cell is None or index in touched:
+                    cells[index] = _plain(self.ynb.ycells[index].to_py())
+        except Exception:  # an event shape we did not foresee: rebuild on the next read
+            self._cells = None

@@ -29,7 +29,7 @@ from pycrdt import (
 )
 from websockets.asyncio.client import ClientConnection
 
-from .cells import Cells, ListCells, YCells, plain_cells
+from .cells import Cells, ListCells, Snapshot, YCells
 from .errors import JupyterError
 from .paths import require_notebook
 from .server import JupyterServer
@@ -47,9 +47,7 @@ class Room:
         self.ws = ws
         self.doc = Doc()
         self.notebook = YNotebook(self.doc)
-        self._snapshot: list[dict[str, Any]] | None = None
-        # Any change (ours or anyone's) invalidates the plain-Python view reads are served from.
-        self._subscription = self.doc.observe(self._invalidate)
+        self._snapshot = Snapshot(self.notebook)  # what reads are served from
         self.synced = asyncio.Event()
         self.closed = asyncio.Event()
         self.close_reason = ""
@@ -75,17 +73,8 @@ class Room:
             self.close_reason = f"code {code}: {self.ws.close_reason}" if code else "closed"
             self.closed.set()
 
-    def _invalidate(self, _event: object) -> None:
-        self._snapshot = None
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        """All cells as plain Python, converted once per document change, not once per read."""
-        if self._snapshot is None:
-            self._snapshot = plain_cells(self.notebook)
-        return self._snapshot
-
     def cells(self) -> YCells:
-        return YCells(self.notebook, self.snapshot)
+        return YCells(self.notebook, self._snapshot.cells)
 
     async def wait_synced(self) -> None:
         await asyncio.wait(
