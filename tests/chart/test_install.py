@@ -95,7 +95,11 @@ def test_crd_is_established_and_accepts_the_default_policy(controlplane, release
     crd = get_json(controlplane, "crd", CRD)
     assert crd["spec"]["group"] == "mcp.jupyterhub.org"
     policy = get_json(controlplane, "mcppolicy", "-n", release.namespace, "default")
-    assert policy["kind"] == "MCPPolicy"
+    # The chart's spec survived the CRD's structural pruning, and the CRD filled in its defaults.
+    assert policy["spec"]["selection"]["users"] == ["*"]
+    assert policy["spec"]["sidecar"]["image"] == "ghcr.io/jupyterhub-mcp/sidecar:0.1.0"
+    assert policy["spec"]["tools"]["mode"] == "execute"
+    assert policy["spec"]["sidecar"]["port"] == 8890
 
 
 def test_webhook_configuration_carries_the_chart_ca(controlplane, release):

@@ -106,7 +106,7 @@ def test_deployment_runs_one_locked_down_operator(default):
     assert pod["securityContext"]["runAsUser"] == 65532
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (container,) = pod["containers"]
-    assert container["image"] == "ghcr.io/jupyterhub-mcp/jupyterhub-mcp-operator:0.1.0"
+    assert container["image"] == "ghcr.io/jupyterhub-mcp/operator:0.1.0"
     assert container["securityContext"] == {
         "runAsNonRoot": True,
         "allowPrivilegeEscalation": False,
@@ -137,7 +137,7 @@ def test_deployment_runs_one_locked_down_operator(default):
         "MCP_WEBHOOK_TLS_KEY": "/tls/tls.key",
         "MCP_NATIVE_SIDECAR": "auto",
         "MCP_INGRESS_SELECTOR": "app.kubernetes.io/name=ingress-nginx",
-        "MCP_SIDECAR_IMAGE": "ghcr.io/jupyterhub-mcp/jupyterhub-mcp-sidecar:0.1.0",
+        "MCP_SIDECAR_IMAGE": "ghcr.io/jupyterhub-mcp/sidecar:0.1.0",
         "JUPYTERHUB_API_URL": "http://hub:8081/hub/api",
     }
     # No service token configured: the variable is absent rather than empty.
@@ -228,6 +228,13 @@ def test_full_values(full):
     assert policy["apiVersion"] == "mcp.jupyterhub.org/v1alpha1"
     assert policy["metadata"]["name"] == "everyone" and policy["metadata"]["namespace"] == "jhub"
     assert policy["spec"] == yaml.safe_load(FULL_VALUES.read_text())["defaultPolicy"]["spec"]
+
+
+def test_default_policy_gets_the_chart_sidecar_image(render):
+    objects = render("--set", "defaultPolicy.enabled=true", "--set", "sidecar.image.tag=9.9.9")
+    spec = one(objects, "MCPPolicy")["spec"]
+    assert spec["sidecar"] == {"image": "ghcr.io/jupyterhub-mcp/sidecar:9.9.9"}
+    assert spec["selection"] == {"users": ["*"]}
 
 
 def test_cert_manager_with_an_existing_issuer(full):
