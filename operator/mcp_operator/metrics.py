@@ -1,0 +1,24 @@
+"""Prometheus metrics of the operator (served on the health port at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+WEBHOOK_LATENCY = Histogram(
+    "mcp_operator_webhook_duration_seconds",
+    "Time to answer one AdmissionReview, from request body read to response ready.",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+)
+INJECTIONS = Counter(
+    "mcp_operator_admissions_total",
+    "Pods seen by the webhook, by outcome (injected, no-policy, already-injected, error, ...).",
+    ["outcome"],
+)
+RECONCILE_ERRORS = Counter(
+    "mcp_operator_reconcile_errors_total",
+    "Failed attempts to write the children of a pod or the status of a policy.",
+    ["kind"],
+)
+CHILDREN_APPLIED = Counter(
+    "mcp_operator_children_applied_total", "Children (Service/Ingress/NetworkPolicy) applied.", ["kind"]
+)
