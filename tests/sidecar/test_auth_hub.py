@@ -1,0 +1,225 @@
+"""Hub-token auth of the real sidecar app against a real JupyterHub (tokens minted by the hub API).
+
+The sidecars run in process (uvicorn on free ports) in front of the shared real jupyter_server,
+in hub mode for alice's default server and for her named server ``lab``. Every admission and
+refusal below is the real hub's answer to ``GET /hub/api/user`` judged by the sidecar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fixtures.hub import RunningHub
+from tests.fixtures.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
+
+pytestmark = [pytest.mark.hub, pytest.mark.timeout(240)]
+
+TTL = 2.0  # MCP_AUTH_CACHE_TTL of the sidecars here: short, so revocation is observable
+WAIT = 60.0
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "auth-test", "version": "0"},
+    },
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def hub_env(hub: RunningHub, **extra: str) -> dict[str, str]:
+    return {
+        "MCP_TOKEN": "",  # hub mode: no static token
+        "JUPYTERHUB_API_URL": hub.api_url,
+        "JUPYTERHUB_USER": "alice",
+        "MCP_AUTH_CACHE_TTL": str(TTL),
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+async def alice_sidecar(jupyter: JupyterProcess, jupyterhub: RunningHub) -> AsyncIterator[RunningSidecar]:
+    async with sidecar_in_process(jupyter, **hub_env(jupyterhub)) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+async def alice_lab_sidecar(jupyter: JupyterProcess, jupyterhub: RunningHub) -> AsyncIterator[RunningSidecar]:
+    env = hub_env(jupyterhub, JUPYTERHUB_SERVER_NAME="lab", JUPYTERHUB_ALLOW_TOKEN_IN_URL="1")
+    async with sidecar_in_process(jupyter, **env) as running:
+        yield running
+
+
+async def initialize(
+    sidecar: RunningSidecar, headers: dict[str, str] | None = None, url: str = ""
+) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=30) as http:
+        return await http.post(
+            url or sidecar.url, json=INITIALIZE, headers={**MCP_HEADERS, **(headers or {})}
+        )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+def assert_refused(response: httpx.Response, status: int, *fragments: str) -> None:
+    assert response.status_code == status, response.text
+    message = response.json()["error"]
+    for fragment in fragments:
+        assert fragment in message
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    else:
+        assert "www-authenticate" not in response.headers
+
+
+async def test_owner_token_reaches_own_sidecar_with_either_scheme(
+    alice_sidecar: RunningSidecar, jupyterhub: RunningHub
+) -> None:
+    token, _ = jupyterhub.mint_token("alice", note="owner")
+    ok = await initialize(alice_sidecar, bearer(token))
+    assert ok.status_code == 200, ok.text
+    assert ok.headers.get("mcp-session-id")
+    token2, _ = jupyterhub.mint_token("alice", scopes=["access:servers!server=alice/"], note="narrow")
+    assert (await initialize(alice_sidecar, {"Authorization": f"token {token2}"})).status_code == 200
+
+
+async def test_other_users_token_is_forbidden(alice_sidecar: RunningSidecar, jupyterhub: RunningHub) -> None:
+    token, _ = jupyterhub.mint_token("bob", note="bob")
+    response = await initialize(alice_sidecar, bearer(token))
+    assert_refused(response, 403, "bob", "access:servers!server=alice/")
+    assert token not in response.text
+
+
+async def test_token_without_access_scope_is_forbidden(
+    alice_sidecar: RunningSidecar, jupyterhub: RunningHub
+) -> None:
+    token, _ = jupyterhub.mint_token("alice", scopes=["read:users!user=alice"], note="read only")
+    assert_refused(await initialize(alice_sidecar, bearer(token)), 403, "needs the scope access:servers")
+
+
+async def test_garbage_and_missing_tokens_are_401(alice_sidecar: RunningSidecar) -> None:
+    garbage = secrets.token_hex(16)
+    response = await initialize(alice_sidecar, bearer(garbage))
+    assert_refused(response, 401, "invalid")
+    assert garbage not in response.text
+    assert_refused(await initialize(alice_sidecar), 401, "missing token")
+    assert_refused(await initialize(alice_sidecar, {"Authorization": "Basic abc"}), 401, "missing token")
+    latin1 = {"Authorization": "Bearer \u00e9t\u00e9".encode("latin-1")}
+    assert_refused(await initialize(alice_sidecar, latin1), 401, "invalid")  # type: ignore[arg-type]
+
+
+async def test_expired_token_is_401(alice_sidecar: RunningSidecar, jupyterhub: RunningHub) -> None:
+    token, _ = jupyterhub.mint_token("alice", expires_in=1, note="short")
+    await wait_for("the hub to expire the token", lambda: _async(jupyterhub.whoami(token).status_code == 403))
+    assert_refused(await initialize(alice_sidecar, bearer(token)), 401, "expired")
+
+
+async def test_revoked_token_stops_working_within_the_ttl(
+    alice_sidecar: RunningSidecar, jupyterhub: RunningHub
+) -> None:
+    token, token_id = jupyterhub.mint_token("alice", note="to revoke")
+    assert (await initialize(alice_sidecar, bearer(token))).status_code == 200
+    jupyterhub.revoke_token("alice", token_id)
+    revoked_at = time.monotonic()
+
+    async def refused() -> bool:
+        return (await initialize(alice_sidecar, bearer(token))).status_code == 401
+
+    await wait_for("the revoked token to be refused", refused, timeout=TTL + 30)
+    # Not before the cached answer ran out, and not much later (loaded machine: generous bound).
+    assert time.monotonic() - revoked_at <= TTL + 30
+
+
+async def test_named_server_token_reaches_only_that_server(
+    alice_sidecar: RunningSidecar, alice_lab_sidecar: RunningSidecar, jupyterhub: RunningHub
+) -> None:
+    lab, _ = jupyterhub.mint_token("alice", scopes=["access:servers!server=alice/lab"], note="lab")
+    assert (await initialize(alice_lab_sidecar, bearer(lab))).status_code == 200
+    assert_refused(await initialize(alice_sidecar, bearer(lab)), 403, "access:servers!server=alice/")
+    default, _ = jupyterhub.mint_token("alice", scopes=["access:servers!server=alice/"], note="default")
+    assert_refused(
+        await initialize(alice_lab_sidecar, bearer(default)), 403, "access:servers!server=alice/lab"
+    )
+    everything, _ = jupyterhub.mint_token("alice", scopes=["access:servers!user=alice"], note="all of alice")
+    assert (await initialize(alice_lab_sidecar, bearer(everything))).status_code == 200
+
+
+async def test_token_in_url_only_where_allowed(
+    alice_sidecar: RunningSidecar, alice_lab_sidecar: RunningSidecar, jupyterhub: RunningHub
+) -> None:
+    token, _ = jupyterhub.mint_token("alice", note="url")
+    response = await initialize(alice_sidecar, url=f"{alice_sidecar.url}?token={token}")
+    assert_refused(response, 401, "not accepted here")
+    assert token not in response.text
+    assert (
+        await initialize(alice_lab_sidecar, url=f"{alice_lab_sidecar.url}?token={token}")
+    ).status_code == 200
+
+
+async def test_a_burst_of_calls_costs_one_hub_request(
+    alice_sidecar: RunningSidecar, jupyterhub: RunningHub
+) -> None:
+    from mcp_sidecar import metrics
+
+    token, _ = jupyterhub.mint_token("alice", note="burst")
+    before_log = jupyterhub.count_requests("GET /hub/api/user ")
+    before_metric = metrics.HUB_AUTH_REQUESTS._value.get()
+    responses = await asyncio.gather(*(initialize(alice_sidecar, bearer(token)) for _ in range(20)))
+    assert [r.status_code for r in responses] == [200] * 20
+    # The hub logs requests in order: once a later marker request is logged, the burst's are too.
+    marker = uuid.uuid4().hex
+    jupyterhub.api("GET", f"/?marker={marker}")
+    await wait_for("the hub's request log", lambda: _async(jupyterhub.count_requests(marker) > 0))
+    assert jupyterhub.count_requests("GET /hub/api/user ") - before_log == 1
+    assert metrics.HUB_AUTH_REQUESTS._value.get() - before_metric == 1
+
+
+async def test_hub_outage_is_503_then_recovers(alice_sidecar: RunningSidecar, jupyterhub: RunningHub) -> None:
+    token, _ = jupyterhub.mint_token("alice", note="outage")
+    with jupyterhub.outage():
+        for _ in range(2):  # not cached as a refusal, not an open door
+            response = await initialize(alice_sidecar, bearer(token))
+            assert response.status_code == 503, response.text
+            assert "unreachable" in response.json()["error"]
+            assert response.headers["retry-after"]
+            assert token not in response.text
+    # The same token right after recovery: the outage left no negative answer in the cache.
+    assert (await initialize(alice_sidecar, bearer(token))).status_code == 200
+
+
+async def test_metrics_count_auth_failures(alice_sidecar: RunningSidecar) -> None:
+    await initialize(alice_sidecar, bearer("not-a-real-token"))
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.get(f"{alice_sidecar.base}/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert 'mcp_auth_failures_total{reason="invalid"}' in response.text
+    assert "mcp_hub_auth_requests_total" in response.text
+
+
+async def _async(value: Any) -> Any:
+    return value
