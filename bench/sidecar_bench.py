@@ -406,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
     args = parser.parse_args(argv)
     started = time.monotonic()
+    load_at_start = os.getloadavg()  # the box is shared: numbers mean more next to the load
     results = asyncio.run(run(0.25 if args.quick else 1.0))
     report = {
         "benchmark": "sidecar",
@@ -414,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "load_avg_1_5_15_at_start": load_at_start,
+            "load_avg_1_5_15_at_end": os.getloadavg(),
         },
         "duration_s": round(time.monotonic() - started, 1),
         "targets": TARGETS,

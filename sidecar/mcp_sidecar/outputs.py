@@ -187,11 +187,13 @@ def shape(
                 result.parts.append(part)
             else:
                 result.dropped_images += 1
+                why = (
+                    "images are not shown here"
+                    if max_image_bytes == 0
+                    else f"over the {max_image_bytes}-byte image limit for one answer"
+                )
                 result.parts.append(
-                    TextPart(
-                        f"[image {part.mime_type} of {part.size} bytes left out: over the "
-                        f"{max_image_bytes}-byte image limit for one answer]\n"
-                    )
+                    TextPart(f"[image {part.mime_type} of {part.size} bytes left out: {why}]\n")
                 )
         else:
             kept = next(texts)

@@ -300,7 +300,7 @@ class NotebookTools:
             source = first + (f"  … (+{rest.count(chr(10)) + 1} lines)" if rest else "")
         text = f"{head}\n{source}"
         if include_outputs and cell.get("outputs"):
-            shaped = shape(cell["outputs"], self.settings.output_max_chars, 0)
+            shaped = shape(cell["outputs"], self.settings.output_max_chars, 0)  # images: read_cell
             text += "\n>>> output:\n" + shaped.text.rstrip("\n")
         return text
 
