@@ -1,0 +1,150 @@
+"""Tool policy, audit lines and metrics of the real sidecar, through the official MCP client over real
+HTTP against the real jupyter_server (+ collaboration, + ipykernel). Static-token sidecars: the hub
+plays no part here (hub auth is in test_auth_hub.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp_sidecar.guard import ToolCall, ToolRefused
+from mcp_sidecar.toolpolicy import READ_TOOLS
+
+from tests.fixtures.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
+from tests.sidecar.mcpclient import call, fails, mcp_client
+from tests.sidecar.notebook_helpers import unique
+
+pytestmark = pytest.mark.timeout(180)
+
+AUDIT_KEYS = {
+    "ts",
+    "user",
+    "auth",
+    "token_id",
+    "token_note",
+    "session",
+    "tool",
+    "path",
+    "cells",
+    "outcome",
+    "error",
+    "duration_ms",
+}
+
+
+def audit_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture(scope="session")
+def audit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("audit")
+
+
+@pytest.fixture(scope="session")
+async def read_only_sidecar(jupyter: JupyterProcess, audit_dir: Path) -> AsyncIterator[RunningSidecar]:
+    env = {
+        "MCP_MODE": "read-only",
+        "MCP_AUDIT_LOG": str(audit_dir / "read-only.jsonl"),
+        "JUPYTERHUB_USER": "alice",
+    }
+    async with sidecar_in_process(jupyter, **env) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+async def audited_sidecar(jupyter: JupyterProcess, audit_dir: Path) -> AsyncIterator[RunningSidecar]:
+    env = {
+        "MCP_AUDIT_LOG": str(audit_dir / "with-code.jsonl"),
+        "MCP_AUDIT_INCLUDE_CODE": "1",
+        "MCP_DENY_TOOLS": "restart_kernel",
+        "JUPYTERHUB_USER": "alice",
+    }
+    async with sidecar_in_process(jupyter, **env) as running:
+        yield running
+
+
+async def test_read_only_lists_only_read_tools_and_refuses_the_rest(
+    read_only_sidecar: RunningSidecar,
+) -> None:
+    async with mcp_client(read_only_sidecar.url, read_only_sidecar.token) as client:
+        listed = {t.name for t in (await client.list_tools()).tools}
+        assert listed == READ_TOOLS
+        # Not listed, so the SDK itself refuses the name before any code runs.
+        message = await fails(client, "execute_code", code="1")
+        assert "execute_code" in message
+        await call(client, "list_files")
+    # Called anyway past the listing (the guard is the last line): refused with the reason, audited.
+    guard = read_only_sidecar.app.state.tools.guard  # type: ignore[attr-defined]
+    ran = False
+
+    async def body() -> None:
+        nonlocal ran
+        ran = True
+
+    with pytest.raises(
+        ToolRefused, match="tool execute_code is not allowed: the sidecar runs in read-only mode"
+    ):
+        await guard.call(ToolCall(tool="execute_code", code="import os"), body)
+    assert not ran
+    lines = audit_lines(Path(guard.settings.audit_log))
+    assert [(r["tool"], r["outcome"]) for r in lines[-2:]] == [
+        ("list_files", "ok"),
+        ("execute_code", "refused"),
+    ]
+    assert "read-only mode" in lines[-1]["error"]
+    assert "code" not in lines[-1]  # MCP_AUDIT_INCLUDE_CODE is off here
+
+
+async def test_deny_list_hides_a_tool(audited_sidecar: RunningSidecar) -> None:
+    async with mcp_client(audited_sidecar.url, audited_sidecar.token) as client:
+        listed = {t.name for t in (await client.list_tools()).tools}
+    assert "restart_kernel" not in listed
+    assert {"execute_code", "insert_cell", "read_notebook"} <= listed
+
+
+async def test_one_well_formed_audit_line_per_call_with_code_when_asked(
+    audited_sidecar: RunningSidecar,
+) -> None:
+    log = Path(audited_sidecar.app.state.tools.guard.settings.audit_log)  # type: ignore[attr-defined]
+    before = len(audit_lines(log))
+    path = unique("audited")
+    async with mcp_client(audited_sidecar.url, audited_sidecar.token) as client:
+        await call(client, "create_notebook", path=path)
+        await call(client, "insert_and_execute", path=path, source="print(6 * 7)")
+        await call(client, "read_cell", path=path, cell=0)
+        await fails(client, "read_notebook", path="does/not/exist.ipynb")
+    lines = audit_lines(log)[before:]
+    assert [(r["tool"], r["outcome"]) for r in lines] == [
+        ("create_notebook", "ok"),
+        ("insert_and_execute", "ok"),
+        ("read_cell", "ok"),
+        ("read_notebook", "error"),
+    ]
+    for record in lines:
+        assert AUDIT_KEYS <= set(record), record
+        assert record["user"] == "alice" and record["auth"] == "static"
+        assert record["session"]  # the legacy client holds an Mcp-Session-Id
+        assert record["ts"].endswith("Z") and isinstance(record["duration_ms"], int | float)
+        assert record["duration_ms"] >= 0
+    assert lines[0]["path"] == path and lines[0]["error"] is None
+    assert lines[1]["code"] == "print(6 * 7)"
+    assert lines[2]["cells"] == ["0"]
+    assert "does/not/exist.ipynb" in lines[3]["error"]
+    assert len({r["session"] for r in lines}) == 1
+
+
+async def test_metrics_expose_tool_calls_and_latency(audited_sidecar: RunningSidecar) -> None:
+    async with mcp_client(audited_sidecar.url, audited_sidecar.token) as client:
+        await call(client, "list_files")
+    async with httpx.AsyncClient(timeout=30) as http:
+        text = (await http.get(f"{audited_sidecar.base}/metrics")).text
+    assert 'mcp_tool_calls_total{outcome="ok",tool="list_files"}' in text
+    assert 'mcp_tool_duration_seconds_bucket{le="0.005",tool="list_files"}' in text
+    for family in ("mcp_auth_failures_total", "mcp_kernel_executions_total", "mcp_output_truncations_total"):
+        assert f"# TYPE {family} counter" in text
