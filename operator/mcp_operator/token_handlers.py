@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +36,8 @@ from kubernetes.client.exceptions import ApiException
 
 from mcp_operator import tokens
 from mcp_operator.hubclient import HubClient, HubError, HubUnavailable
+from mcp_operator.injection import ANN_INJECTED
+from mcp_operator.policy import PodIdentity, Policy
 from mcp_operator.tokens import UserServer
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,23 @@ POLICY_GROUP, POLICY_VERSION, POLICY_PLURAL = "mcp.jupyterhub.org", "v1alpha1", 
 CHECK_INTERVAL = float(os.environ.get("MCP_TOKEN_CHECK_INTERVAL", "60"))
 # kopf's retry delay for a handler that failed because of the hub.
 RETRY_DELAY = float(os.environ.get("MCP_TOKEN_RETRY_DELAY", "10"))
+
+
+def user_server(pod: Mapping[str, Any]) -> UserServer | None:
+    """None for a pod that is not an injected KubeSpawner user pod."""
+    meta = pod.get("metadata") or {}
+    identity = PodIdentity.of(pod)
+    policy = ((meta.get("annotations") or {}).get(ANN_INJECTED) or "").rsplit("/", 1)[0]
+    if identity is None or not policy or not meta.get("uid"):
+        return None
+    return UserServer(
+        namespace=meta["namespace"],
+        pod_name=meta["name"],
+        pod_uid=meta["uid"],
+        user=identity.user,
+        server_name=identity.server_name,
+        policy=policy,
+    )
 
 
 class Kube:
@@ -167,7 +186,7 @@ class TokenReconciler:
         return self._locks.setdefault(server.pod_uid, asyncio.Lock())
 
     async def ensure(
-        self, server: UserServer, settings: tokens.TokenSettings, *, thorough: bool = True, retry: int = 0
+        self, server: UserServer, policy: Policy, *, thorough: bool = True, retry: int = 0
     ) -> tokens.TokenPlan | None:
         """Mint, rotate and clean up one server's token so that exactly one live token of ours
         exists and the Secret holds it. `thorough=False` (the periodic check) asks the hub only
@@ -182,15 +201,14 @@ class TokenReconciler:
                         f"Secret {name} of an earlier pod is still being deleted", delay=RETRY_DELAY
                     )
                 live = tokens.live_token(existing, server.pod_uid)
-                due = tokens.hub_check_due(self.clock(), live, settings.rotate_before_seconds)
+                rotate_before = policy.tokens.rotate_before_seconds
+                due = tokens.hub_check_due(self.clock(), live, rotate_before)
                 if not thorough and not due:
                     return None
                 listed = await self.hub.list_tokens(server.user)
-                plan = tokens.plan_tokens(
-                    self.clock(), live, listed, server.scope, settings.rotate_before_seconds
-                )
+                plan = tokens.plan_tokens(self.clock(), live, listed, server.scope, rotate_before)
                 if plan.mint:
-                    await self._mint_into_secret(server, settings, name, existing)
+                    await self._mint_into_secret(server, policy, name, existing)
                 for token_id in plan.revoke:
                     await self.hub.revoke(server.user, token_id)
             except HubError as e:
@@ -211,18 +229,18 @@ class TokenReconciler:
         return plan
 
     async def _mint_into_secret(
-        self, server: UserServer, settings: tokens.TokenSettings, name: str, existing: dict[str, Any] | None
+        self, server: UserServer, policy: Policy, name: str, existing: dict[str, Any] | None
     ) -> None:
         minted = await self.hub.mint(
             server.user,
             scopes=[server.scope],
-            expires_in=settings.ttl_seconds,
+            expires_in=policy.tokens.ttl_seconds,
             note=tokens.token_note(server.policy, server.pod_uid),
         )
         url = tokens.endpoint_url(
             server.user,
             server.server_name,
-            route_host=settings.route_host,
+            route_host=policy.route.host,
             hub_public_url=self.hub_public_url,
         )
         manifest = tokens.token_secret(
@@ -343,22 +361,24 @@ async def stop_token_issuer(**_: Any) -> None:
 
 
 async def _reconcile_pod(body: kopf.Body, *, thorough: bool, retry: int = 0) -> None:
-    server = tokens.user_server(body)
+    server = user_server(body)
     if _reconciler is None or server is None or body.get("metadata", {}).get("deletionTimestamp"):
         return
-    policy = await _reconciler.kube.read_policy(server.namespace, server.policy)
+    obj = await _reconciler.kube.read_policy(server.namespace, server.policy)
     try:
-        settings = tokens.TokenSettings.from_policy(policy) if policy else None
-    except ValueError as e:
+        policy = Policy.from_object(obj) if obj else None
+        if policy is not None and policy.tokens.issue:
+            tokens.check_timing(policy.tokens.ttl_seconds, policy.tokens.rotate_before_seconds)
+    except ValueError as e:  # a PolicyError, or a rotate-before window not shorter than the TTL
         kopf.warn(server.pod_reference(), reason="BadTokenPolicy", message=str(e))
         return
-    if settings is None or not settings.issue:
+    if policy is None or not policy.tokens.issue:
         try:
             await _reconciler.withdraw(server)
         except HubError as e:
             raise kopf.TemporaryError(str(e), delay=tokens.retry_delay(retry, RETRY_DELAY)) from e
         return
-    await _reconciler.ensure(server, settings, thorough=thorough, retry=retry)
+    await _reconciler.ensure(server, policy, thorough=thorough, retry=retry)
 
 
 def _is_running(body: kopf.Body, **_: Any) -> bool:
@@ -369,7 +389,7 @@ def _is_running(body: kopf.Body, **_: Any) -> bool:
     "pods",
     id="hub-token-resume",
     labels=USER_PODS,
-    annotations={tokens.ANN_INJECTED: kopf.PRESENT},
+    annotations={ANN_INJECTED: kopf.PRESENT},
     when=_is_running,
 )
 @kopf.on.field(
@@ -378,7 +398,7 @@ def _is_running(body: kopf.Body, **_: Any) -> bool:
     field="status.phase",
     new="Running",
     labels=USER_PODS,
-    annotations={tokens.ANN_INJECTED: kopf.PRESENT},
+    annotations={ANN_INJECTED: kopf.PRESENT},
 )
 async def issue_token(body: kopf.Body, retry: int = 0, **_: Any) -> None:
     # Thorough: at start and on resume the hub is asked, so strays from before a restart are revoked.
@@ -416,9 +436,9 @@ def _is_going(body: kopf.Body, **kwargs: Any) -> bool:
     return _is_gone(**kwargs) or bool(body.get("metadata", {}).get("deletionTimestamp"))
 
 
-@kopf.on.event("pods", labels=USER_PODS, annotations={tokens.ANN_INJECTED: kopf.PRESENT}, when=_is_gone)
+@kopf.on.event("pods", labels=USER_PODS, annotations={ANN_INJECTED: kopf.PRESENT}, when=_is_gone)
 async def revoke_on_pod_deleted(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
-    server = tokens.user_server(body)
+    server = user_server(body)
     if _reconciler is None or server is None:
         return
     _reconciler.forget(server)

@@ -184,34 +184,6 @@ def retry_delay(retry: int, base: float, cap: float = 300.0) -> float:
     return min(cap, base * 2 ** min(retry, 16))
 
 
-DEFAULT_TTL_SECONDS = 86400
-DEFAULT_ROTATE_BEFORE_SECONDS = 21600
-
-
-@dataclass(frozen=True)
-class TokenSettings:
-    """What a policy says about tokens (spec.tokens) and where the endpoint lives (spec.route.host)."""
-
-    issue: bool
-    ttl_seconds: int = DEFAULT_TTL_SECONDS
-    rotate_before_seconds: int = DEFAULT_ROTATE_BEFORE_SECONDS
-    route_host: str | None = None
-
-    @classmethod
-    def from_policy(cls, policy: Mapping[str, Any]) -> TokenSettings:
-        spec = policy.get("spec") or {}
-        raw = spec.get("tokens") or {}
-        settings = cls(
-            issue=bool(raw.get("issue", False)),
-            ttl_seconds=int(raw.get("ttlSeconds", DEFAULT_TTL_SECONDS)),
-            rotate_before_seconds=int(raw.get("rotateBeforeSeconds", DEFAULT_ROTATE_BEFORE_SECONDS)),
-            route_host=(spec.get("route") or {}).get("host") or None,
-        )
-        if settings.issue:
-            check_timing(settings.ttl_seconds, settings.rotate_before_seconds)
-        return settings
-
-
 @dataclass(frozen=True)
 class TokenPlan:
     """What to do for one server. Order matters: mint, write the Secret, *then* revoke, so the user
@@ -351,15 +323,12 @@ def token_secret(
 
 # --- which server a pod is, and the policy condition that reports hub trouble -------------------
 
-ANN_INJECTED = "mcp.jupyterhub.org/injected"  # "<policy>/<generation>", written by the webhook
-ANN_HUB_USERNAME = "hub.jupyter.org/username"  # raw name (the label of the same name is a slug)
-ANN_HUB_SERVERNAME = "hub.jupyter.org/servername"
 CONDITION_TYPE = "HubTokens"
 
 
 @dataclass(frozen=True)
 class UserServer:
-    """One injected user server, read from its pod."""
+    """One injected user server, read from its pod (`token_handlers.user_server`)."""
 
     namespace: str
     pod_name: str
@@ -379,25 +348,6 @@ class UserServer:
             "kind": "Pod",
             "metadata": {"name": self.pod_name, "namespace": self.namespace, "uid": self.pod_uid},
         }
-
-
-def user_server(pod: Mapping[str, Any]) -> UserServer | None:
-    """None for a pod that is not an injected KubeSpawner user pod."""
-    meta = pod.get("metadata") or {}
-    annotations = meta.get("annotations") or {}
-    injected = annotations.get(ANN_INJECTED) or ""
-    user = annotations.get(ANN_HUB_USERNAME)
-    policy = injected.rsplit("/", 1)[0]
-    if not (policy and user and meta.get("uid")):
-        return None
-    return UserServer(
-        namespace=meta["namespace"],
-        pod_name=meta["name"],
-        pod_uid=meta["uid"],
-        user=user,
-        server_name=annotations.get(ANN_HUB_SERVERNAME) or "",
-        policy=policy,
-    )
 
 
 def with_condition(

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from mcp_operator import tokens as t
+from mcp_operator.injection import ANN_INJECTED
+from mcp_operator.token_handlers import user_server
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 SCOPE = t.server_scope("alice", "")
@@ -196,21 +198,6 @@ def test_secret_names_are_dns_safe_and_distinct() -> None:
     assert len(long) == 253 and long != t.token_secret_name("u" * 301, "")
 
 
-def test_settings_from_policy() -> None:
-    policy = {
-        "spec": {
-            "tokens": {"issue": True, "ttlSeconds": 60, "rotateBeforeSeconds": 10},
-            "route": {"host": "mcp.example.org"},
-        }
-    }
-    assert t.TokenSettings.from_policy(policy) == t.TokenSettings(True, 60, 10, "mcp.example.org")
-    assert not t.TokenSettings.from_policy({"spec": {}}).issue
-    with pytest.raises(ValueError, match="rotateBeforeSeconds"):
-        t.TokenSettings.from_policy(
-            {"spec": {"tokens": {"issue": True, "ttlSeconds": 60, "rotateBeforeSeconds": 60}}}
-        )
-
-
 def test_user_server_from_pod() -> None:
     pod = {
         "metadata": {
@@ -218,16 +205,18 @@ def test_user_server_from_pod() -> None:
             "namespace": "hub",
             "uid": POD_UID,
             "annotations": {
-                t.ANN_INJECTED: "team-a/3",
-                t.ANN_HUB_USERNAME: "a.b",
-                t.ANN_HUB_SERVERNAME: "lab",
+                ANN_INJECTED: "team-a/3",
+                "hub.jupyter.org/username": "a.b",
+                "hub.jupyter.org/servername": "lab",
             },
         }
     }
-    server = t.user_server(pod)
+    server = user_server(pod)
     assert server == t.UserServer("hub", "jupyter-a-2eb", POD_UID, "a.b", "lab", "team-a")
     assert server.scope == "access:servers!server=a.b/lab"
-    assert t.user_server({"metadata": {"name": "x", "namespace": "hub", "uid": "u"}}) is None
+    assert user_server({"metadata": {"name": "x", "namespace": "hub", "uid": "u"}}) is None
+    not_injected = {"metadata": {**pod["metadata"], "annotations": {"hub.jupyter.org/username": "a.b"}}}
+    assert user_server(not_injected) is None
 
 
 def test_condition_keeps_transition_time_while_status_holds() -> None:
