@@ -7,9 +7,15 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mcp_operator.policy import Policy, PolicyError
 
 from .plan import DemoOptions, OptionsError, parse_port_range, parse_users
 from .processes import PortInUse
+from .sidecar_env import demo_policy
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,10 +38,35 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--proxy-api-port", type=int, default=8001, help="proxy REST API port (default 8001)")
     demo.add_argument("--sidecar-ports", help="e.g. 9000-9099 (default: any free port)")
     demo.add_argument("--token-ttl", type=int, default=86400, help="seconds the printed tokens live")
-    demo.add_argument("--mode", default="execute", choices=["read-only", "edit", "execute"], help="MCP_MODE")
+    demo.add_argument(
+        "--policy", type=Path, help="an MCPPolicy manifest (YAML) for the sidecars, as in a cluster"
+    )
+    demo.add_argument(
+        "--mode", choices=["read-only", "edit", "execute"], help="tool mode (overrides the policy's)"
+    )
     # For tests: how often the hub runs its route check (which must leave the MCP routes alone).
     demo.add_argument("--route-check-interval", type=int, default=300, help=argparse.SUPPRESS)
     return parser
+
+
+def load_policy(path: Path | None, mode: str | None) -> dict[str, Any]:
+    """The MCPPolicy object the sidecars run under, checked by the operator's own parser."""
+    if path is None:
+        policy = demo_policy()
+    else:
+        try:
+            policy = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise OptionsError(f"--policy {path}: {exc}") from None
+        if not isinstance(policy, dict) or policy.get("kind", "MCPPolicy") != "MCPPolicy":
+            raise OptionsError(f"--policy {path}: not an MCPPolicy manifest")
+    if mode:
+        policy.setdefault("spec", {}).setdefault("tools", {})["mode"] = mode
+    try:
+        Policy.from_object(policy)
+    except PolicyError as exc:
+        raise OptionsError(f"--policy: {exc}") from None
+    return policy
 
 
 def options_from(args: argparse.Namespace) -> DemoOptions:
@@ -48,7 +79,7 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         proxy_api_port=args.proxy_api_port,
         sidecar_ports=parse_port_range(args.sidecar_ports),
         token_ttl=args.token_ttl,
-        mcp_mode=args.mode,
+        policy=load_policy(args.policy, args.mode),
         route_check_interval=args.route_check_interval,
     )
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mcp_operator.localmode.sidecar_env import demo_policy
 from mcp_operator.tokens import mcp_http_config, mcp_path, mcp_remote_config, server_scope
 
 SERVICE_NAME = "jupyterhub-mcp-demo"
@@ -61,7 +62,7 @@ class DemoOptions:
     proxy_api_port: int = 8001
     sidecar_ports: list[int] = field(default_factory=list)
     token_ttl: int = 86400
-    mcp_mode: str = "execute"
+    policy: dict[str, Any] = field(default_factory=demo_policy)
     route_check_interval: int = 300
     start_timeout: int = 120
 
@@ -162,7 +163,7 @@ def hub_config(
             "home_dir_template": str(state / "{username}" / "home"),
             "proxy_api_url": options.proxy_api_url,
             "sidecar_ports": options.sidecar_ports,
-            "sidecar_extra_env": {"MCP_MODE": options.mcp_mode},
+            "mcp_policy": options.policy,
             "sidecar_log_template": str(state / "{username}" / "sidecar{servername}.log"),
         },
     }

@@ -1,52 +1,53 @@
-"""The sidecar's environment in local mode: what the webhook would inject, plus local networking.
+"""The sidecar's environment in local mode: exactly what the webhook would inject, plus local networking.
 
-In a cluster the webhook builds the sidecar's env from the notebook container's env (the hub's
-JUPYTERHUB_* variables) and the policy; the sidecar reaches Jupyter on the pod's loopback. Here the
-server's env comes from the spawner, and Jupyter and the sidecar listen on loopback ports of their own.
+In a cluster, ``injection.sidecar_environment`` builds the sidecar's env from the policy and the
+notebook container's JUPYTERHUB_* variables. Local mode calls the same function with the user
+server's env from the spawner; only where things listen differs (loopback ports of their own).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-# TODO(issue 8): switch to mcp_operator.injection.sidecar_environment (the webhook's own builder)
-# as soon as it lands; until then the same table (docs/architecture.md, "Sidecar environment").
-HUB_VARIABLES = (
-    "JUPYTERHUB_SERVICE_PREFIX",
-    "JUPYTERHUB_USER",
-    "JUPYTERHUB_SERVER_NAME",
-    "JUPYTERHUB_API_URL",
-    "JUPYTERHUB_API_TOKEN",
-    "JUPYTERHUB_ACTIVITY_URL",
-)
+from mcp_operator.injection import sidecar_environment
+from mcp_operator.policy import Policy
+
+DEMO_POLICY_NAME = "local-demo"
 
 
-REQUIRED = ("JUPYTERHUB_API_URL", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_USER")
+def demo_policy(mode: str = "execute") -> dict[str, Any]:
+    """The MCPPolicy object local mode runs with unless given one (same schema as in a cluster)."""
+    return {"metadata": {"name": DEMO_POLICY_NAME}, "spec": {"tools": {"mode": mode}}}
 
 
 def local_sidecar_environment(
     server_env: Mapping[str, str],
+    policy: Policy,
     *,
     jupyter_url: str,
     port: int,
-    extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The full process environment for one sidecar.
 
-    ``server_env`` is the user server's environment (``Spawner.get_env()``: PATH and friends plus
-    the hub's variables, including the server's own API token); ``extra`` carries policy knobs
-    (``MCP_MODE``...). Local networking wins over everything: loopback only, the server's own port.
+    ``server_env`` is the user server's environment (``Spawner.get_env()``): PATH and friends for
+    the process, and the hub's variables (including the server's own API token), which go through
+    the webhook's builder like a pod's would. The server's other JUPYTERHUB_* variables (its OAuth
+    client, its own service URL) are not the sidecar's, as in a pod.
     """
-    env = dict(server_env)
-    env.update({k: str(v) for k, v in (extra or {}).items()})
-    env.update(
-        {
-            "JUPYTER_SERVER_URL": jupyter_url,
-            "MCP_HOST": "127.0.0.1",
-            "MCP_PORT": str(port),
-        }
+    injected = sidecar_environment(
+        policy,
+        jupyter_url=jupyter_url,
+        hub_env=[{"name": k, "value": v} for k, v in server_env.items()],
     )
-    missing = [name for name in REQUIRED if not env.get(name)]
+    env = {k: v for k, v in server_env.items() if not k.startswith("JUPYTERHUB_")}
+    for entry in injected:
+        if "value" not in entry:
+            raise ValueError(f"sidecar variable {entry['name']} is a reference; local mode needs values")
+        env[entry["name"]] = str(entry["value"])
+    # Every sidecar of this machine needs its own port; loopback only, the proxy is the way in.
+    env.update(MCP_HOST="127.0.0.1", MCP_PORT=str(port))
+    missing = [n for n in ("JUPYTERHUB_API_URL", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_USER") if not env.get(n)]
     if missing:
         raise ValueError(f"user server environment lacks {', '.join(missing)}: cannot start its sidecar")
     return env

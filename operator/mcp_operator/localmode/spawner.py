@@ -26,9 +26,11 @@ from jupyterhub.spawner import SimpleLocalProcessSpawner
 from jupyterhub.utils import wait_for_http_server
 from traitlets import Dict, Float, Integer, List, Unicode, default
 
+from mcp_operator.policy import Policy
+
 from .processes import die_with_parent, free_port
 from .routes import ProxyError, ProxyRoutes, ProxyUnreachable, route_path
-from .sidecar_env import local_sidecar_environment
+from .sidecar_env import demo_policy, local_sidecar_environment
 
 SIDECAR_SCRIPT = "jupyterhub-mcp-sidecar"
 
@@ -59,7 +61,7 @@ class MCPLocalSpawner(SimpleLocalProcessSpawner):
     proxy_auth_token = Unicode(config=True, help="CONFIGPROXY_AUTH_TOKEN (default: from the env)")
     sidecar_cmd = List(Unicode(), config=True, help="how to run the sidecar")
     sidecar_ports = List(Integer(), config=True, help="ports to pick the sidecar's from; empty: any free")
-    sidecar_extra_env = Dict(config=True, help="extra sidecar env: policy knobs (MCP_MODE...)")
+    mcp_policy = Dict(config=True, help="the MCPPolicy object (as in a cluster) the sidecars run under")
     sidecar_log_template = Unicode(
         "", config=True, help="sidecar log file, {username} and {servername} expanded; empty: hub's stderr"
     )
@@ -129,9 +131,9 @@ class MCPLocalSpawner(SimpleLocalProcessSpawner):
         self.sidecar_port = free_port("127.0.0.1", self.sidecar_ports or None)
         env = local_sidecar_environment(
             self.get_env(),
+            Policy.from_object(self.mcp_policy or demo_policy()),
             jupyter_url=jupyter_url,
             port=self.sidecar_port,
-            extra=self.sidecar_extra_env,
         )
         log_path = self._log_path()
         if log_path is not None:

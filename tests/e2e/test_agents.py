@@ -1,0 +1,163 @@
+"""Two users, two agents, real clients written elsewhere, all through the proxy.
+
+Alice's agent uses the official MCP Python SDK over Streamable HTTP; Bob's agent is a stdio client
+behind ``mcp-remote`` (npm), which bridges to HTTP with the Authorization header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from tests.e2e.clients import held_client, mcp_remote_client
+from tests.e2e.demo import DemoProcess, User
+from tests.sidecar.mcpclient import call, fails, text
+from tests.sidecar.test_notebook_sessions import human, wait_until
+
+pytestmark = pytest.mark.e2e
+
+SAME_NAME = "analysis.ipynb"
+ROUNDS = 6
+
+
+async def notebook_on_server(user: User, path: str, cells: int) -> dict:
+    """The notebook as the user's own server saved it (Contents API through the proxy), once it has
+    ``cells`` cells: the collaboration room saves a moment after a change and nothing announces the
+    write, so this polls the saved file (bounded)."""
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient(headers=user.headers, timeout=60) as http:
+        while True:
+            response = await http.get(f"{user.server_url}api/contents/{path}")
+            assert response.status_code == 200, response.text
+            notebook = response.json()["content"]
+            if len(notebook["cells"]) >= cells or time.monotonic() > deadline:
+                return notebook
+            await asyncio.sleep(0.2)
+
+
+def cell_sources(notebook: dict) -> list[str]:
+    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in notebook["cells"]]
+
+
+async def test_alice_and_bob_work_at_once_and_every_cell_lands_with_its_owner(
+    demo: DemoProcess, alice: User, bob: User, tmp_path: Path
+) -> None:
+    async def agent(client, owner: str) -> list[str]:
+        await call(client, "create_notebook", path=SAME_NAME)
+        seen = []
+        for i in range(ROUNDS):
+            code = f"import os; print('{owner}-{i}', os.environ['JUPYTERHUB_USER'])"
+            result = await call(client, "insert_and_execute", path=SAME_NAME, source=code)
+            seen.append(text(result))
+        return seen
+
+    async with (
+        held_client(alice.url, alice.token) as alice_agent,
+        mcp_remote_client(bob.url, bob.token, tmp_path) as bob_agent,
+    ):
+        alice_out, bob_out = await asyncio.gather(agent(alice_agent, "alice"), agent(bob_agent, "bob"))
+
+    # Each kernel ran in its owner's server (the env var is the server's, not the client's claim).
+    for i, out in enumerate(alice_out):
+        assert f"alice-{i} alice" in out, out
+    for i, out in enumerate(bob_out):
+        assert f"bob-{i} bob" in out, out
+    for user in (alice, bob):
+        other = "bob" if user is alice else "alice"
+        notebook = await notebook_on_server(user, SAME_NAME, ROUNDS)
+        sources = cell_sources(notebook)
+        assert len(sources) == ROUNDS, sources
+        assert all(f"'{user.name}-" in s for s in sources), sources
+        assert f"'{other}-" not in json.dumps(notebook), f"one of {other}'s cells leaked into {user.name}'s"
+        outputs = ["".join(o.get("text", "")) for c in notebook["cells"] for o in c["outputs"]]
+        assert len(outputs) == ROUNDS, outputs
+        for i, output in enumerate(outputs):
+            assert f"{user.name}-{i} {user.name}" in output, outputs
+
+
+async def test_bobs_token_is_refused_on_alices_endpoint(demo: DemoProcess, alice: User, bob: User) -> None:
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "e2e", "version": "0"},
+        },
+    }
+    accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+    async def initialize_as(url: str, token: str | None) -> httpx.Response:
+        headers = {**accept, **({"Authorization": f"Bearer {token}"} if token else {})}
+        return await http.post(url, json=initialize, headers=headers)
+
+    async with httpx.AsyncClient(timeout=60) as http:
+        as_bob = await initialize_as(alice.url, bob.token)
+        assert as_bob.status_code == 403, as_bob.text
+        nobody = await initialize_as(alice.url, None)
+        assert nobody.status_code == 401 and "bearer" in nobody.headers["www-authenticate"].lower()
+        assert (await initialize_as(alice.url, "not-a-token")).status_code == 401
+        # Bob's token is good on his own endpoint: the refusal was about the server, not the token.
+        own = await initialize_as(bob.url, bob.token)
+        assert own.status_code == 200, own.text
+    # A real client cannot even initialize (the SDK wraps the HTTP error, without its status,
+    # in task groups).
+    with pytest.raises(BaseException) as refused:
+        async with held_client(alice.url, bob.token):
+            pass
+    assert any(m.startswith("MCPError") for m in leaf_messages(refused.value)), leaf_messages(refused.value)
+
+
+def leaf_messages(exc: BaseException) -> list[str]:
+    """The messages at the bottom of (nested) exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [m for inner in exc.exceptions for m in leaf_messages(inner)]
+    return [f"{type(exc).__name__}: {exc}"]
+
+
+async def test_a_sessions_default_notebook_never_leaks(demo: DemoProcess, alice: User) -> None:
+    async with (
+        held_client(alice.url, alice.token) as first,
+        held_client(alice.url, alice.token) as second,
+        held_client(alice.url, alice.token) as third,
+    ):
+        await call(first, "create_notebook", path="first.ipynb")
+        await call(second, "create_notebook", path="second.ipynb")
+        await call(first, "open_notebook", path="first.ipynb")
+        await call(second, "open_notebook", path="second.ipynb")
+
+        async def write(client, tag: str) -> None:
+            for i in range(5):
+                await call(client, "insert_cell", source=f"# {tag} {i}")  # no path: the session default
+
+        await asyncio.gather(write(first, "first"), write(second, "second"))
+        assert "open_notebook" in await fails(third, "insert_cell", source="# third")
+
+    first_cells = cell_sources(await notebook_on_server(alice, "first.ipynb", 5))
+    second_cells = cell_sources(await notebook_on_server(alice, "second.ipynb", 5))
+    assert first_cells == [f"# first {i}" for i in range(5)]
+    assert second_cells == [f"# second {i}" for i in range(5)]
+
+
+async def test_an_agents_edit_shows_up_in_a_second_y_client(demo: DemoProcess, alice: User) -> None:
+    """A JupyterLab tab is a Y client in the notebook's collaboration room: agent edits reach it live."""
+    path = "watched.ipynb"
+    # What a browser tab would do: the user's server URL and token, through the proxy.
+    server = SimpleNamespace(url=alice.server_url, headers=alice.headers)
+    async with held_client(alice.url, alice.token) as agent:
+        await call(agent, "create_notebook", path=path)
+        async with human(server, path) as (notebook, changed):
+            await call(agent, "insert_cell", path=path, source="x = 6 * 7")
+            await wait_until(changed, lambda: notebook.cell_number == 1, timeout=60)
+            assert str(notebook.ycells[0]["source"]) == "x = 6 * 7"
+            await call(agent, "edit_cell", path=path, cell=0, old="6 * 7", new="42")
+            await wait_until(changed, lambda: str(notebook.ycells[0]["source"]) == "x = 42", timeout=60)
+            await call(agent, "execute_cell", path=path, cell=0)
+            await wait_until(changed, lambda: notebook.ycells[0]["execution_count"] is not None, timeout=60)
