@@ -158,6 +158,8 @@ def shape(
     the text cut keeps the first and last characters). ``offset`` skips that many characters of
     the rendered text, for reading on after a cut; images are then left out, as they were shown.
     """
+    if offset < 0:
+        raise ValueError(f"output_offset must be >= 0, got {offset}")
     parts = render_outputs(outputs)
     total = sum(len(p.text) for p in parts if isinstance(p, TextPart))
     result = Shaped(total_chars=total)

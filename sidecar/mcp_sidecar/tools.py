@@ -314,6 +314,8 @@ class NotebookTools:
         nb_path = self._path(ctx, path)
 
         async def body() -> CallToolResult:
+            if output_offset < 0:
+                raise JupyterError(f"output_offset must be >= 0, got {output_offset}")
             async with self.notebooks.read(nb_path) as cells:
                 index = resolve(cells, cell, nb_path)
                 cell_id = cells.cell_id(index)
@@ -567,6 +569,8 @@ class NotebookTools:
         """
 
         async def body() -> CallToolResult:
+            if output_offset < 0:
+                raise JupyterError(f"output_offset must be >= 0, got {output_offset}")
             execution = self.kernels.executions.get(execution_id)
             if execution is None:
                 raise JupyterError(f"no execution {execution_id!r} here (unknown, or too old to be kept)")

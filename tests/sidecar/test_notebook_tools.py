@@ -348,6 +348,8 @@ async def test_bad_input_is_a_clear_error_and_changes_nothing(client, jupyter, n
         ("create_notebook", {"path": notebook}, "already exists"),
         ("read_notebook", {}, "pass path="),
         ("read_cell", {"path": notebook, "cell": [1]}, "cell"),
+        ("read_cell", {"path": notebook, "cell": 0, "output_offset": -5}, "output_offset must be >= 0"),
+        ("list_files", {"path": "../"}, "escapes the Jupyter server root"),
     ]
     for tool, arguments, message in cases:
         got = await fails(client, tool, **arguments)

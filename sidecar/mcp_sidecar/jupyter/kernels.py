@@ -31,7 +31,7 @@ from .server import JupyterServer
 log = logging.getLogger(__name__)
 
 RESTART_HINT = "call restart_kernel to start a fresh one; state is lost"
-MAX_KEPT_EXECUTIONS = 200
+MAX_KEPT_EXECUTIONS = 32  # for get_execution; bounded because each may hold megabytes of output
 ACK_TIMEOUT = 3.0  # a live kernel answers "busy" within milliseconds, even on a loaded machine
 
 
