@@ -190,12 +190,25 @@ async def test_a_burst_of_calls_costs_one_hub_request(
     before_metric = metrics.HUB_AUTH_REQUESTS._value.get()
     responses = await asyncio.gather(*(initialize(alice_sidecar, bearer(token)) for _ in range(20)))
     assert [r.status_code for r in responses] == [200] * 20
-    # The hub logs requests in order: once a later marker request is logged, the burst's are too.
-    marker = uuid.uuid4().hex
-    jupyterhub.api("GET", f"/?marker={marker}")
-    await wait_for("the hub's request log", lambda: _async(jupyterhub.count_requests(marker) > 0))
-    assert jupyterhub.count_requests("GET /hub/api/user ") - before_log == 1
+    assert await whoami_requests_since(jupyterhub, before_log) == 1
     assert metrics.HUB_AUTH_REQUESTS._value.get() - before_metric == 1
+
+
+async def test_refusals_are_cached_too(alice_sidecar: RunningSidecar, jupyterhub: RunningHub) -> None:
+    garbage = secrets.token_hex(16)
+    before = jupyterhub.count_requests("GET /hub/api/user ")
+    for _ in range(3):
+        assert (await initialize(alice_sidecar, bearer(garbage))).status_code == 401
+    assert await whoami_requests_since(jupyterhub, before) == 1
+
+
+async def whoami_requests_since(hub: RunningHub, before: int) -> int:
+    """``GET /hub/api/user`` requests the hub logged since ``before`` (after all earlier ones landed)."""
+    # The hub logs requests in order: once a later marker request is logged, the earlier ones are too.
+    marker = uuid.uuid4().hex
+    hub.api("GET", f"/?marker={marker}")
+    await wait_for("the hub's request log", lambda: _async(hub.count_requests(marker) > 0))
+    return hub.count_requests("GET /hub/api/user ") - before
 
 
 async def test_hub_outage_is_503_then_recovers(alice_sidecar: RunningSidecar, jupyterhub: RunningHub) -> None:
