@@ -42,6 +42,7 @@ EXECUTE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_wor
 # get_execution picks it up.
 RETURN_AFTER = 50.0
 INTERRUPT_GRACE = 10.0
+LIVE_SAVE_EVERY = 1.0  # s between saves of a running cell's outputs into a collaborative notebook
 
 
 def _identity(ctx: Context) -> Identity | None:
@@ -616,24 +617,41 @@ class NotebookTools:
         return self._execution_result(execution)
 
     async def _drive(self, execution: Execution, timeout: float) -> None:  # noqa: ASYNC109
+        """Own one execution to its end: timeout and interrupt, outputs into the cell.
+
+        In a collaboration room outputs also go into the cell while it runs (at most once a
+        second), so an open JupyterLab tab watches a long cell progress.
+        """
         try:
             await self.kernels.watch(execution)
-            try:
-                await asyncio.wait_for(execution.done.wait(), timeout)
-            except TimeoutError:
-                execution.interrupted_after = timeout
-                await self._interrupt_quietly(execution.kernel_id)
-                try:
-                    await asyncio.wait_for(execution.done.wait(), INTERRUPT_GRACE)
-                except TimeoutError:
-                    execution.fail(
-                        f"kernel {execution.kernel_id} did not stop within {INTERRUPT_GRACE:.0f} s of the "
-                        "interrupt; it is still busy (try interrupt_kernel, or restart_kernel: state is lost)"
-                    )
+            live = bool(execution.path and execution.cell_id) and await self.notebooks.collaborative()
+            deadline = execution.started + timeout
+            last_saved = 0.0
+            while not execution.done.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    await self._stop_overdue(execution, timeout)
+                    break
+                changed = await execution.next_change(min(remaining, LIVE_SAVE_EVERY) if live else remaining)
+                if live and changed and not execution.done.is_set():
+                    if time.monotonic() - last_saved >= LIVE_SAVE_EVERY:
+                        await self._save_outputs(execution)
+                        last_saved = time.monotonic()
             if execution.path and execution.cell_id:
                 await self._save_outputs(execution)
         finally:
             execution.saved.set()
+
+    async def _stop_overdue(self, execution: Execution, limit: float) -> None:
+        execution.interrupted_after = limit
+        await self._interrupt_quietly(execution.kernel_id)
+        try:
+            await asyncio.wait_for(execution.done.wait(), INTERRUPT_GRACE)
+        except TimeoutError:
+            execution.fail(
+                f"kernel {execution.kernel_id} did not stop within {INTERRUPT_GRACE:.0f} s of the "
+                "interrupt; it is still busy (try interrupt_kernel, or restart_kernel: state is lost)"
+            )
 
     async def _interrupt_quietly(self, kernel_id: str) -> None:
         try:

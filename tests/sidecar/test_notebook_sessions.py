@@ -199,3 +199,28 @@ async def test_agent_edits_show_up_live_in_the_human_doc(sidecar, jupyter) -> No
             assert cell["id"] == cell_id
             assert "seen live" in str(cell["outputs"][0]["text"])
             assert cell["execution_count"] == result.structured_content["execution_count"]
+
+
+async def test_a_running_cell_shows_its_output_live(sidecar, jupyter) -> None:
+    """While the cell still runs, the human's doc already has its first output."""
+    path = unique("streaming")
+    async with held_client(sidecar.url, sidecar.token) as agent:
+        await call(agent, "create_notebook", path=path)
+        await call(
+            agent,
+            "insert_cell",
+            path=path,
+            source="import time\nprint('first', flush=True)\ntime.sleep(4)\nprint('second')",
+        )
+        async with human(jupyter, path) as (notebook, changed):
+            running = asyncio.create_task(call(agent, "execute_cell", path=path, cell=0))
+
+            def shows_first() -> bool:
+                return notebook.cell_number == 1 and "first" in str(notebook.get_cell(0).get("outputs"))
+
+            await wait_until(changed, shows_first)
+            assert not running.done(), "the first output arrived while the cell was still running"
+            assert "second" not in str(notebook.get_cell(0)["outputs"])
+            result = await running
+            assert "first" in text(result) and "second" in text(result)
+            await wait_until(changed, lambda: "second" in str(notebook.get_cell(0).get("outputs")))

@@ -54,7 +54,8 @@ class Execution:
     finished_at: float | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     acknowledged: asyncio.Event = field(default_factory=asyncio.Event)  # the kernel saw the request
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Resolved (and replaced) on every change: any number of waiters, nobody clears anything.
+    _pulse: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     # Set by whoever writes the outputs back into the notebook, so waiters see the saved state.
     saved: asyncio.Event = field(default_factory=asyncio.Event)
     save_error: str | None = None
@@ -73,6 +74,20 @@ class Execution:
     def elapsed(self) -> float:
         return (self.finished_at or time.monotonic()) - self.started
 
+    def changed(self) -> None:
+        pulse, self._pulse = self._pulse, asyncio.get_running_loop().create_future()
+        pulse.set_result(None)
+
+    async def next_change(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait up to ``timeout`` s for new output or the end; True if something changed."""
+        if self.done.is_set():
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._pulse), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     def _maybe_finish(self) -> None:
         if self.idle and self.reply is not None:
             self._finish()
@@ -81,7 +96,7 @@ class Execution:
         if not self.done.is_set():
             self.finished_at = time.monotonic()
             self.done.set()
-            self.changed.set()
+            self.changed()
 
     def fail(self, reason: str) -> None:
         if not self.done.is_set():
@@ -195,10 +210,10 @@ class KernelConnection:
             execution.execution_count = content.get("execution_count")
         elif msg_type == "clear_output":
             execution.outputs.clear()
-            execution.changed.set()
+            execution.changed()
         elif (output := output_from_message(msg_type, content)) is not None:
             append_output(execution.outputs, output)
-            execution.changed.set()
+            execution.changed()
         execution._maybe_finish()
         if execution.done.is_set():
             self._running.pop(execution.id, None)
@@ -319,9 +334,7 @@ class Kernels:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            execution.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(execution.changed.wait(), min(remaining, progress_every))
+            await execution.next_change(min(remaining, progress_every))
             if on_progress is not None and not execution.done.is_set():
                 await on_progress(execution)
         return True
