@@ -289,9 +289,9 @@ async def write_status(namespace: str, name: str, *, invalid: str | None = None)
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # kopf turns handler log lines into Events by default; with 300 pods that floods the API
-    # server. Explicit kopf.info/warn Events are still posted.
-    settings.posting.level = logging.WARNING
+    # kopf turns every handler log line into an Event by default; with 300 pods that floods the
+    # API server. Only the explicit kopf.info/warn Events are posted.
+    settings.posting.loggers = False
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60

@@ -1,0 +1,336 @@
+"""The operator against the real control plane (etcd, kube-apiserver, controller-manager,
+scheduler, kwok): the real CRD, the real `jupyterhub-mcp-operator` process, its webhook called by
+the API server over TLS (test CA), pods asserted as the API server stored them.
+
+One operator and one namespace per module (starting them is the expensive part); tests that stop
+or restart the operator leave it running again.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.operator.operator_harness import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    OperatorProcess,
+    eventually,
+    install_crd,
+    policy_object,
+    user_pod,
+)
+
+pytestmark = pytest.mark.controlplane
+
+EVERYONE = {
+    "selection": {"users": ["*"], "excludeUsers": ["admin-*"]},
+    "route": {"ingressClassName": "nginx", "host": "hub.example.org", "tlsSecretName": "hub-tls"},
+    "tools": {"mode": "edit"},
+}
+
+
+class Cluster:
+    def __init__(self, controlplane: Any, api: client.ApiClient, namespace: str, op: OperatorProcess) -> None:
+        self.controlplane, self.api, self.namespace, self.operator = controlplane, api, namespace, op
+        self.core = client.CoreV1Api(api)
+        self.net = client.NetworkingV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    def create_pod(self, pod: dict[str, Any]) -> client.V1Pod:
+        return self.core.create_namespaced_pod(self.namespace, pod)
+
+    def pod(self, name: str) -> client.V1Pod:
+        return self.core.read_namespaced_pod(name, self.namespace)
+
+    def children(self, pod_name: str) -> dict[str, Any] | None:
+        """Service, Ingress, NetworkPolicy of a pod, or None while any is missing."""
+        name = f"{pod_name}-mcp"
+        try:
+            return {
+                "Service": self.core.read_namespaced_service(name, self.namespace),
+                "Ingress": self.net.read_namespaced_ingress(name, self.namespace),
+                "NetworkPolicy": self.net.read_namespaced_network_policy(name, self.namespace),
+            }
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def wired(self, pod_name: str) -> dict[str, Any]:
+        return eventually(f"the children of {pod_name}", lambda: self.children(pod_name))
+
+    def apply_policy(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        body = policy_object(name, spec)
+        try:
+            current = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
+        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        return self.custom.replace_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, body
+        )
+
+    def policy(self, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+
+    def delete_pod(self, name: str) -> None:
+        self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
+
+    def events(self, name: str) -> list[client.CoreV1Event]:
+        return self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name}"
+        ).items
+
+
+@pytest.fixture(scope="module")
+def cluster(controlplane: Any, kube_api: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    install_crd(controlplane)
+    namespace = f"op-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(kube_api)
+    core.create_namespace({"metadata": {"name": namespace}})
+    eventually("the default service account", lambda: core.list_namespaced_service_account(namespace).items)
+    op = OperatorProcess(controlplane, namespace, tmp_path_factory.mktemp("operator"))
+    c = Cluster(controlplane, kube_api, namespace, op)
+    c.apply_policy("everyone", EVERYONE)
+    op.start()
+    try:
+        op.register_webhook(kube_api, "probe-user")
+        yield c
+    finally:
+        try:
+            op.unregister_webhook(kube_api)
+        finally:
+            op.stop()
+            core.delete_namespace(namespace, propagation_policy="Background")
+            print(f"\n--- operator log tail ---\n{op.text()[-3000:]}")
+
+
+def test_pod_is_injected_and_wired(cluster: Cluster) -> None:
+    created = cluster.create_pod(user_pod("alice"))
+    stored = cluster.pod("jupyter-alice")
+    assert created.metadata.uid == stored.metadata.uid
+    assert stored.metadata.annotations["mcp.jupyterhub.org/injected"] == "everyone/1"
+    # 1.35 API server: native sidecar, after KubeSpawner's own init container
+    names = [c.name for c in stored.spec.init_containers]
+    assert names == ["block-cloud-metadata", "mcp-sidecar"]
+    sidecar = stored.spec.init_containers[1]
+    assert sidecar.restart_policy == "Always"
+    assert [p.name for p in sidecar.ports] == ["mcp"]
+    env = {e.name: e.value for e in sidecar.env}
+    assert env["JUPYTERHUB_USER"] == "alice" and env["MCP_MODE"] == "edit"
+    assert env["JUPYTERHUB_API_TOKEN"] == next(
+        e.value for e in stored.spec.containers[0].env if e.name == "JUPYTERHUB_API_TOKEN"
+    )
+    assert sidecar.security_context.run_as_non_root and sidecar.security_context.read_only_root_filesystem
+    assert [c.name for c in stored.spec.containers] == ["notebook"]
+
+    children = cluster.wired("jupyter-alice")
+    for child in children.values():
+        (owner,) = child.metadata.owner_references
+        assert (owner.kind, owner.name, owner.uid) == ("Pod", "jupyter-alice", stored.metadata.uid)
+        assert owner.controller and owner.block_owner_deletion
+    svc = children["Service"]
+    assert all(stored.metadata.labels.get(k) == v for k, v in svc.spec.selector.items())
+    assert (svc.spec.ports[0].port, svc.spec.ports[0].target_port) == (8890, "mcp")
+    ing = children["Ingress"]
+    assert ing.spec.ingress_class_name == "nginx" and ing.spec.tls[0].secret_name == "hub-tls"
+    rule = ing.spec.rules[0]
+    assert rule.host == "hub.example.org"
+    assert (rule.http.paths[0].path, rule.http.paths[0].path_type) == ("/user/alice/mcp", "Prefix")
+    netpol = children["NetworkPolicy"].spec
+    assert netpol.pod_selector.match_labels == svc.spec.selector
+    assert netpol.ingress[0].ports[0].port == 8890
+
+    wired_events = eventually(
+        "the MCPWired Event", lambda: [e for e in cluster.events("jupyter-alice") if e.reason == "MCPWired"]
+    )
+    assert "everyone/1" in wired_events[0].message
+
+
+def test_named_server_email_user_and_secret_token(cluster: Cluster) -> None:
+    cluster.create_pod(user_pod("a.b@x.org", "lab", token_from_secret=True))
+    pod_name = user_pod("a.b@x.org", "lab")["metadata"]["name"]
+    stored = cluster.pod(pod_name)
+    sidecar = next(c for c in stored.spec.init_containers if c.name == "mcp-sidecar")
+    token = next(e for e in sidecar.env if e.name == "JUPYTERHUB_API_TOKEN")
+    assert token.value is None and token.value_from.secret_key_ref.name == f"{pod_name}-token"
+    path = cluster.wired(pod_name)["Ingress"].spec.rules[0].http.paths[0]
+    # ingress-nginx rejects '.' and '@' in Prefix paths
+    assert (path.path, path.path_type) == ("/user/a.b@x.org/lab/mcp", "ImplementationSpecific")
+
+
+def test_excluded_user_is_untouched(cluster: Cluster) -> None:
+    pod = user_pod("admin-eve")
+    cluster.create_pod(pod)
+    cluster.create_pod(user_pod("bob"))  # created after: once bob is wired, eve has been seen too
+    cluster.wired("jupyter-bob")
+    stored = cluster.pod("jupyter-admin-eve")
+    assert "mcp.jupyterhub.org/injected" not in (stored.metadata.annotations or {})
+    assert [c.name for c in stored.spec.init_containers] == ["block-cloud-metadata"]
+    assert cluster.children("jupyter-admin-eve") is None
+    assert 'mcp_operator_admissions_total{outcome="no-policy"}' in cluster.operator.metrics()
+
+
+def test_deleted_pod_children_are_collected(cluster: Cluster) -> None:
+    cluster.create_pod(user_pod("carol"))
+    cluster.wired("jupyter-carol")
+    cluster.delete_pod("jupyter-carol")
+
+    def gone() -> bool:
+        leftovers = cluster.core.list_namespaced_service(
+            cluster.namespace, label_selector="mcp.jupyterhub.org/pod=jupyter-carol"
+        ).items
+        leftovers += cluster.net.list_namespaced_ingress(
+            cluster.namespace, label_selector="mcp.jupyterhub.org/pod=jupyter-carol"
+        ).items
+        leftovers += cluster.net.list_namespaced_network_policy(
+            cluster.namespace, label_selector="mcp.jupyterhub.org/pod=jupyter-carol"
+        ).items
+        return not leftovers
+
+    eventually("the garbage collector to remove carol's children", gone)
+
+
+def test_policy_change_updates_children_of_running_pods(cluster: Cluster) -> None:
+    cluster.create_pod(user_pod("dave"))
+    cluster.wired("jupyter-dave")
+    spec = {**EVERYONE, "route": {**EVERYONE["route"], "host": "mcp.example.org"}}
+    generation = cluster.apply_policy("everyone", spec)["metadata"]["generation"]
+
+    def moved() -> bool:
+        ing = cluster.net.read_namespaced_ingress("jupyter-dave-mcp", cluster.namespace)
+        return ing.spec.rules[0].host == "mcp.example.org"
+
+    eventually("dave's Ingress to move to the new host", moved)
+    ing = cluster.net.read_namespaced_ingress("jupyter-dave-mcp", cluster.namespace)
+    assert ing.metadata.annotations["mcp.jupyterhub.org/policy-generation"] == str(generation)
+    eventually(
+        "the ChildrenUpdated Event",
+        lambda: any(e.reason == "ChildrenUpdated" for e in cluster.events("everyone")),
+    )
+
+    # route off: the Ingress goes, the Service stays
+    cluster.apply_policy("everyone", {**spec, "route": {"enabled": False}})
+
+    def no_ingress() -> bool:
+        try:
+            cluster.net.read_namespaced_ingress("jupyter-dave-mcp", cluster.namespace)
+        except ApiException as e:
+            return e.status == 404
+        return False
+
+    eventually("dave's Ingress to be removed", no_ingress)
+    cluster.core.read_namespaced_service("jupyter-dave-mcp", cluster.namespace)
+    cluster.apply_policy("everyone", EVERYONE)
+    eventually("dave's Ingress back", lambda: cluster.children("jupyter-dave"))
+
+
+def test_status_counts_and_printer_columns(cluster: Cluster) -> None:
+    cluster.create_pod(user_pod("erin"))
+    cluster.wired("jupyter-erin")
+
+    def settled() -> dict[str, Any] | None:
+        policy = cluster.policy("everyone")
+        status = policy.get("status") or {}
+        pods = cluster.core.list_namespaced_pod(
+            cluster.namespace, label_selector="component=singleuser-server"
+        )
+        live = [p for p in pods.items if not p.metadata.deletion_timestamp]
+        injected = [p for p in live if "mcp.jupyterhub.org/injected" in (p.metadata.annotations or {})]
+        ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+        ok = (
+            status.get("observedGeneration") == policy["metadata"]["generation"]
+            and status.get("injected") == len(injected) == status.get("ready")
+            and ready.get("status") == "True"
+        )
+        return status if ok else None
+
+    status = eventually("the policy status to count every injected pod", settled)
+    assert status["matched"] >= status["injected"] >= 1
+    table = cluster.controlplane.kubectl("get", "mcppolicies", "-n", cluster.namespace)
+    header = table.splitlines()[0].split()
+    assert header[:4] == ["NAME", "USERS", "INJECTED", "READY"] and header[-1] == "AGE"
+    assert table.splitlines()[1].split()[3] == "True"
+
+
+@pytest.mark.parametrize(
+    ("spec", "complaint"),
+    [
+        ({"tools": {"mode": "root"}}, "spec.tools.mode"),
+        ({"execution": {"timeoutSeconds": 900}}, "timeoutSeconds must not exceed maxTimeoutSeconds"),
+        ({"tokens": {"ttlSeconds": 600, "rotateBeforeSeconds": 600}}, "rotateBeforeSeconds must be shorter"),
+        ({"sidecar": {"port": 80}}, "spec.sidecar.port"),
+    ],
+)
+def test_invalid_policy_is_refused_by_the_schema(
+    cluster: Cluster, spec: dict[str, Any], complaint: str
+) -> None:
+    bad = policy_object("bad", spec)
+    with pytest.raises(ApiException) as refused:
+        cluster.custom.create_namespaced_custom_object(GROUP, VERSION, cluster.namespace, PLURAL, bad)
+    assert refused.value.status == 422 and complaint in refused.value.body
+
+
+def test_restart_converges_without_duplicates(cluster: Cluster) -> None:
+    for user in ("frank", "grace"):
+        cluster.create_pod(user_pod(user))
+    for user in ("frank", "grace"):
+        cluster.wired(f"jupyter-{user}")
+    cluster.operator.stop()
+    try:
+        # while it is down: drift (a child deleted by hand) and a policy change
+        cluster.core.delete_namespaced_service("jupyter-frank-mcp", cluster.namespace)
+        spec = {**EVERYONE, "route": {**EVERYONE["route"], "host": "restart.example.org"}}
+        cluster.apply_policy("everyone", spec)
+        # failurePolicy Ignore: with the webhook down, users still spawn (without MCP)
+        started = time.monotonic()
+        cluster.create_pod(user_pod("heidi"))
+        assert time.monotonic() - started < 30
+        heidi = cluster.pod("jupyter-heidi")
+        assert "mcp.jupyterhub.org/injected" not in (heidi.metadata.annotations or {})
+    finally:
+        cluster.operator.start()
+
+    def converged() -> bool:
+        for user in ("frank", "grace"):
+            children = cluster.children(f"jupyter-{user}")
+            if children is None or children["Ingress"].spec.rules[0].host != "restart.example.org":
+                return False
+        return True
+
+    eventually("the restarted operator to converge", converged)
+    services = cluster.core.list_namespaced_service(
+        cluster.namespace, label_selector="app.kubernetes.io/managed-by=jupyterhub-mcp"
+    ).items
+    owners = [s.metadata.owner_references[0].uid for s in services]
+    assert len(owners) == len(set(owners))  # one Service per pod, never two
+    assert cluster.children("jupyter-heidi") is None  # never injected: nothing to wire
+    cluster.apply_policy("everyone", EVERYONE)
+
+
+def test_thirty_pods_at_once(cluster: Cluster) -> None:
+    users = [f"student-{i:02d}" for i in range(30)]
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+        list(pool.map(lambda u: cluster.create_pod(user_pod(u)), users))
+
+    def all_wired() -> bool:
+        return all(cluster.children(f"jupyter-{u}") is not None for u in users)
+
+    eventually("30 pods wired", all_wired, every=1.0)
+    elapsed = time.monotonic() - started
+    print(f"\n30 pods created and wired in {elapsed:.1f} s")
+    for u in users:
+        stored = cluster.pod(f"jupyter-{u}")
+        assert sum(c.name == "mcp-sidecar" for c in stored.spec.init_containers) == 1
