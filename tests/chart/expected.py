@@ -17,9 +17,11 @@ NAMESPACED: list[tuple[str, str, tuple[str, ...]]] = [
     ("mcp.jupyterhub.org", "mcppolicies/status", ("patch",)),
 ]
 
-# (apiGroup, resource, verbs) cluster-wide: kopf watches CRDs to notice MCPPolicy being (re)installed.
+# (apiGroup, resource, verbs) cluster-wide, read-only: kopf's cluster scanning lists and watches
+# namespaces and CRDs at start-up (without them it stalls about a minute retrying the 403s).
 CLUSTER: list[tuple[str, str, tuple[str, ...]]] = [
-    ("apiextensions.k8s.io", "customresourcedefinitions", ("get", "list", "watch")),
+    ("", "namespaces", ("list", "watch")),
+    ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch")),
 ]
 
 

@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import ssl
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from cryptography import x509
 
 from tests.chart.conftest import CHART
 from tests.chart.expected import CLUSTER, NAMESPACED, flatten
-from tests.fixtures.tools import free_port
+from tests.fixtures.tools import VENV_BIN, free_port
 
 pytestmark = pytest.mark.controlplane
 
@@ -164,23 +169,29 @@ def webhook_endpoint(controlplane, release, tmp_path) -> Iterator[list[dict]]:
         thread.join(timeout=10)
 
 
-def pod_manifest(name: str, namespace: str, labels: dict[str, str]) -> str:
+def pod_manifest(name: str, namespace: str, labels: dict[str, str],
+                 annotations: dict[str, str] | None = None, env: dict[str, str] | None = None) -> str:
+    """A pod shaped like KubeSpawner's: a `notebook` container with its `notebook-port`."""
+    notebook = {"name": "notebook", "image": "quay.io/jupyter/base-notebook",
+                "ports": [{"name": "notebook-port", "containerPort": 8888}],
+                "env": [{"name": k, "value": v} for k, v in (env or {}).items()]}
     return yaml.safe_dump({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {"automountServiceAccountToken": False,
-                 "containers": [{"name": "notebook", "image": "jupyter/base-notebook"}]},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                     "annotations": annotations or {}},
+        "spec": {"automountServiceAccountToken": False, "containers": [notebook]},
     })
 
 
-def create_pod(controlplane, name: str, namespace: str, labels: dict[str, str]) -> dict:
+def create_pod(controlplane, name: str, namespace: str, labels: dict[str, str],
+               annotations: dict[str, str] | None = None, env: dict[str, str] | None = None) -> dict:
     # The ServiceAccount admission plugin needs the namespace's `default` ServiceAccount, which the
     # controller-manager creates shortly after the namespace.
     wait_until(f"default ServiceAccount in {namespace}", lambda: controlplane.kubectl(
         "get", "serviceaccount", "default", "-n", namespace, "--ignore-not-found", "-o", "name").strip())
     return json.loads(controlplane.kubectl("create", "-f", "-", "-o", "json",
-                                           input=pod_manifest(name, namespace, labels)))
+                                           input=pod_manifest(name, namespace, labels, annotations, env)))
 
 
 def test_api_server_calls_the_webhook_over_the_chart_tls_for_user_pods_only(
@@ -210,7 +221,7 @@ def rules_review(controlplane, release: Release, namespace: str) -> set[tuple[st
     """What the ServiceAccount may do in `namespace`, as the API server's RBAC authorizer says."""
     review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
               "spec": {"namespace": namespace}}
-    answer = json.loads(controlplane.kubectl("create", "-f", "-", "-o", "json",
+    answer = json.loads(controlplane.kubectl("create", "-f", "-", "-o", "json", "--validate=false",
                                              f"--as={release.service_account}", input=json.dumps(review)))
     assert answer["status"]["incomplete"] is False
     return {
@@ -255,7 +266,8 @@ def test_every_needed_verb_is_allowed(controlplane, release):
     ("delete", "mcppolicies.mcp.jupyterhub.org", "-n", "{ns}"),
     ("update", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
     ("create", "customresourcedefinitions.apiextensions.k8s.io"),
-    ("list", "namespaces"),
+    ("get", "customresourcedefinitions.apiextensions.k8s.io", "mcppolicies.mcp.jupyterhub.org"),
+    ("delete", "namespaces"),
     ("create", "serviceaccounts", "--subresource", "token", "-n", "{ns}"),
     ("bind", "roles.rbac.authorization.k8s.io", "-n", "{ns}"),
 ])
@@ -277,3 +289,121 @@ def test_upgrade_keeps_the_ca_and_applies_new_values(controlplane, release):
     history = controlplane.helm("history", RELEASE, "-n", release.namespace, "-o", "json")
     assert [entry["status"] for entry in json.loads(history)] == ["superseded", "deployed"]
 
+
+
+def service_account_kubeconfig(controlplane, release: Release, path: Path) -> Path:
+    """A kubeconfig that *is* the chart's ServiceAccount: a token from the TokenRequest API, the
+    same kind of credential the operator pod gets, so the API server authorizes every call the
+    operator makes exactly as it would in the cluster."""
+    token = controlplane.kubectl("create", "token", RELEASE, "-n", release.namespace, "--duration=1h").strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {
+            "server": controlplane.server,
+            "certificate-authority-data": base64.b64encode(controlplane.ca_pem).decode()}}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "test", "user": "operator",
+                                                      "namespace": release.namespace}}],
+        "current-context": "operator",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def operator_command(controlplane, release: Release, tmp_path: Path,
+                     health_port: int) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of the operator container as the installed Deployment says, adapted to a
+    process on this machine: TLS files from the chart's Secret, loopback listeners, the SA kubeconfig."""
+    deployment = get_json(controlplane, "deployment", "-n", release.namespace, RELEASE)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env["MCP_OPERATOR_NAMESPACE"] = release.namespace  # the Deployment's fieldRef
+    tls = tls_secret(controlplane, release)
+    env["MCP_WEBHOOK_TLS_CERT"] = str(tmp_path / "tls.crt")
+    env["MCP_WEBHOOK_TLS_KEY"] = str(tmp_path / "tls.key")
+    (tmp_path / "tls.crt").write_bytes(tls["tls.crt"])
+    (tmp_path / "tls.key").write_bytes(tls["tls.key"])
+    env["MCP_WEBHOOK_PORT"] = str(release.webhook_port)
+    env["MCP_HEALTH_PORT"] = str(health_port)
+    env["KUBECONFIG"] = str(service_account_kubeconfig(controlplane, release, tmp_path / "sa.kubeconfig"))
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR")}
+    # No `command` in the Deployment: the image's ENTRYPOINT, the console script, runs the args.
+    assert "command" not in container
+    argv = [str(VENV_BIN / "jupyterhub-mcp-operator"), *container["args"],
+            "--webhook-host", "127.0.0.1", "--health-host", "127.0.0.1"]
+    return argv, {**keep, "HOME": str(tmp_path), **env}
+
+
+@pytest.fixture
+def operator_process(controlplane, release, tmp_path) -> Iterator[dict]:
+    if not (VENV_BIN / "jupyterhub-mcp-operator").exists():
+        pytest.skip("jupyterhub-mcp-operator is not installed in the venv")
+    health_port = free_port()
+    argv, env = operator_command(controlplane, release, tmp_path, health_port)
+    log_path = tmp_path / "operator.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"operator exited ({process.returncode}):\n{log_path.read_text()}")
+            try:
+                return httpx.get(f"http://127.0.0.1:{health_port}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until("operator /readyz", ready, timeout=90)
+        yield {"process": process, "log": log_path}
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def test_operator_as_the_chart_service_account_does_its_whole_job(controlplane, release, operator_process):
+    """The real operator, authenticated as the chart's ServiceAccount and configured from the chart's
+    Deployment, injects a user pod through the chart's webhook registration and wires it: so the
+    chart's RBAC, env and TLS are sufficient (and the forbidden-call tests show they are not more)."""
+    ns = release.namespace
+    # What KubeSpawner puts on a user pod (the hub URL and the server's token, which the sidecar reuses).
+    hub_env = {"JUPYTERHUB_API_URL": "http://hub:8081/hub/api", "JUPYTERHUB_API_TOKEN": "server-token",
+               "JUPYTERHUB_USER": "carol", "JUPYTERHUB_SERVICE_PREFIX": "/user/carol/"}
+    pod = create_pod(controlplane, "jupyter-carol", ns,
+                     {"component": "singleuser-server", "hub.jupyter.org/username": "carol"},
+                     annotations={"hub.jupyter.org/username": "carol"}, env=hub_env)
+    log = operator_process["log"]
+    annotations = pod["metadata"].get("annotations", {})
+    assert annotations.get("mcp.jupyterhub.org/injected", "").startswith("default/"), log.read_text()
+    spec = pod["spec"]
+    containers = spec["containers"] + spec.get("initContainers", [])
+    sidecars = [c for c in containers if c["image"] == "ghcr.io/jupyterhub-mcp/sidecar:0.1.0"]
+    assert len(sidecars) == 1, containers
+
+    def wired() -> bool:
+        names = controlplane.kubectl("get", "service,ingress,networkpolicy", "-n", ns, "-o", "name")
+        return all(f"{kind}/jupyter-carol-mcp" in names for kind in (
+            "service", "ingress.networking.k8s.io", "networkpolicy.networking.k8s.io"))
+
+    wait_until("Service, Ingress and NetworkPolicy jupyter-carol-mcp", wired, timeout=90)
+
+    def status_counts() -> bool:
+        status = get_json(controlplane, "mcppolicy", "-n", ns, "default").get("status") or {}
+        return status.get("injected", 0) >= 1
+
+    wait_until("MCPPolicy default status.injected", status_counts, timeout=90)
+
+    def event_posted() -> bool:
+        events = get_json(controlplane, "events", "-n", ns, "--field-selector",
+                          "involvedObject.name=jupyter-carol")["items"]
+        return any(e["reason"] == "MCPWired" for e in events)
+
+    wait_until("MCPWired event on the pod", event_posted, timeout=60)
+    log = operator_process["log"].read_text()
+    assert "Forbidden" not in log and " 403" not in log, log
