@@ -285,6 +285,6 @@ def test_notes_tell_the_admin_the_two_steps(helm_bin):
                       "--dry-run=client")
     notes = result.stdout.split("NOTES:", 1)[1]
     for expected in ("hub:\n       services:\n         jupyterhub-mcp:", "loadRoles:",
-                     'scopes: ["tokens", "read:users"]', "hub.serviceToken.existingSecret",
+                     'scopes: ["tokens"]', "hub.serviceToken.existingSecret",
                      "kubectl -n jhub apply -f", "https://<your hub host>/user/<name>/mcp"):
         assert expected in notes, expected
