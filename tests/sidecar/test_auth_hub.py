@@ -236,3 +236,50 @@ async def test_metrics_count_auth_failures(alice_sidecar: RunningSidecar) -> Non
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def test_what_the_mcp_layer_sees_after_auth(jupyterhub: RunningHub) -> None:
+    """Behind the middleware: ``Bearer`` header only, no token in the query, the Identity in state."""
+    from mcp_sidecar.auth import AuthMiddleware
+    from mcp_sidecar.config import Settings
+
+    seen: dict[str, Any] = {}
+
+    async def inner(scope: dict, receive: Any, send: Any) -> None:
+        seen.update(scope)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    settings = Settings.from_env({**hub_env(jupyterhub), "JUPYTERHUB_ALLOW_TOKEN_IN_URL": "1"})
+    middleware = AuthMiddleware(inner, settings)
+    token, token_id = jupyterhub.mint_token("alice", note="inner")
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=middleware), base_url="http://s"
+        ) as http:
+            response = await http.post("/user/alice/mcp", headers={"Authorization": f"token {token}"})
+            assert response.status_code == 204
+            assert [v for k, v in seen["headers"] if k == b"authorization"] == [f"Bearer {token}".encode()]
+            identity = seen["state"]["identity"]
+            assert (identity.user, identity.kind, identity.token_id) == ("alice", "hub", token_id)
+            assert "access:servers!user=alice" in identity.scopes
+
+            seen.clear()
+            response = await http.post(f"/user/alice/mcp?a=1&token={token}&b=2")
+            assert response.status_code == 204
+            assert seen["query_string"] == b"a=1&b=2"
+    finally:
+        await middleware.aclose()
+
+
+@pytest.fixture(scope="session")
+async def dotted_sidecar(jupyter: JupyterProcess, jupyterhub: RunningHub) -> AsyncIterator[RunningSidecar]:
+    async with sidecar_in_process(jupyter, **hub_env(jupyterhub, JUPYTERHUB_USER="a.b@x.org")) as running:
+        yield running
+
+
+async def test_user_name_with_dots_and_at(dotted_sidecar: RunningSidecar, jupyterhub: RunningHub) -> None:
+    own, _ = jupyterhub.mint_token("a.b@x.org", scopes=["access:servers!server=a.b@x.org/"], note="dotted")
+    assert (await initialize(dotted_sidecar, bearer(own))).status_code == 200
+    alice, _ = jupyterhub.mint_token("alice", note="not dotted")
+    assert_refused(await initialize(dotted_sidecar, bearer(alice)), 403, "access:servers!server=a.b@x.org/")
