@@ -92,6 +92,8 @@ def assert_refused(response: httpx.Response, status: int, *fragments: str) -> No
         assert fragment in message
     if status == 401:
         assert response.headers["www-authenticate"].startswith("Bearer")
+        # No OAuth discovery: clients that see it start an OAuth flow and drop the header.
+        assert "resource_metadata" not in response.headers["www-authenticate"]
     else:
         assert "www-authenticate" not in response.headers
 
@@ -283,3 +285,9 @@ async def test_user_name_with_dots_and_at(dotted_sidecar: RunningSidecar, jupyte
     assert (await initialize(dotted_sidecar, bearer(own))).status_code == 200
     alice, _ = jupyterhub.mint_token("alice", note="not dotted")
     assert_refused(await initialize(dotted_sidecar, bearer(alice)), 403, "access:servers!server=a.b@x.org/")
+
+
+async def test_no_oauth_metadata_is_advertised(alice_sidecar: RunningSidecar) -> None:
+    async with httpx.AsyncClient(base_url=alice_sidecar.base, timeout=30) as http:
+        for path in ("/.well-known/oauth-protected-resource", "/.well-known/oauth-authorization-server"):
+            assert (await http.get(path)).status_code == 404
