@@ -14,6 +14,7 @@ import pytest
 from mcp_operator.localmode.processes import check_port_free
 
 from tests.e2e.demo import DemoProcess, demo_args, running_demo
+from tests.sidecar.mcpclient import call, mcp_client, text
 
 pytestmark = pytest.mark.e2e
 
@@ -64,9 +65,14 @@ def test_server_stop_and_start_take_sidecar_and_route_along(tmp_path: Path) -> N
         assert {p.pid for p in _sidecars(demo)}.isdisjoint(sidecar_pids), "a new sidecar for the new server"
 
 
-def test_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
+async def test_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
     with running_demo(tmp_path / "demo", "carol") as demo:
+        carol = demo.users["carol"]
+        async with mcp_client(carol.url, carol.token) as agent:  # a kernel runs too
+            await call(agent, "create_notebook", path="k.ipynb")
+            assert "2" in text(await call(agent, "execute_code", path="k.ipynb", code="1 + 1"))
         tree = demo.tree()
+        assert any("ipykernel" in line for line in _cmdlines(tree)), _cmdlines(tree)
         lines = " ".join(_cmdlines(tree))
         for part in (
             "jupyterhub",

@@ -6,7 +6,11 @@ import stat
 import time
 
 import httpx
+import psutil
 import pytest
+from mcp_operator.injection import policy_environment
+from mcp_operator.localmode.sidecar_env import demo_policy
+from mcp_operator.policy import Policy
 
 from tests.e2e.demo import DemoProcess, User
 
@@ -94,3 +98,30 @@ def test_hub_route_check_leaves_mcp_routes_alone(demo: DemoProcess) -> None:
     after = demo.routes()
     for name in ("alice", "bob"):
         assert after[f"/user/{name}/mcp"]["target"] == before[f"/user/{name}/mcp"]["target"]
+
+
+def test_sidecar_runs_with_the_webhooks_environment(demo: DemoProcess) -> None:
+    """The sidecar process really got what injection.sidecar_environment builds for the policy."""
+    policy = Policy.from_object(demo_policy())
+    expected = {e["name"]: e["value"] for e in policy_environment(policy)}
+    routes = demo.routes()
+    for name in ("alice", "bob"):
+        port = int(routes[f"/user/{name}/mcp"]["target"].rsplit(":", 1)[1])
+        (sidecar,) = [p for p in demo.tree() if any(c.laddr.port == port for c in _listening(p))]
+        env = sidecar.environ()
+        assert env["JUPYTERHUB_USER"] == name
+        assert env["JUPYTERHUB_SERVICE_PREFIX"] == f"/user/{name}/"
+        assert env["JUPYTERHUB_API_URL"] == f"http://127.0.0.1:{demo.hub_port}/hub/api"
+        assert env["JUPYTERHUB_API_TOKEN"], "the server's own token"
+        assert env["MCP_PORT"] == str(port) and env["MCP_HOST"] == "127.0.0.1"
+        for key, value in expected.items():
+            if key != "MCP_PORT":
+                assert env[key] == value, key
+        assert "JUPYTERHUB_OAUTH_SCOPES" not in env and "JUPYTERHUB_CLIENT_ID" not in env
+
+
+def _listening(proc: psutil.Process) -> list:
+    try:
+        return [c for c in proc.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+    except psutil.Error:
+        return []
