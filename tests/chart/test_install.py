@@ -59,11 +59,13 @@ class Release:
         return f"{RELEASE}-{self.namespace}"
 
 
-def wait_until(what: str, probe, timeout: float = 60.0) -> None:
+def wait_until(what: str, probe, timeout: float = 60.0):
+    """Poll until `probe()` is truthy and return that value."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if probe():
-            return
+        value = probe()
+        if value:
+            return value
         time.sleep(0.2)
     raise TimeoutError(f"{what}: not within {timeout:.0f} s")
 
@@ -315,10 +317,18 @@ def service_account_kubeconfig(controlplane, release: Release, path: Path) -> Pa
 def operator_command(controlplane, release: Release, tmp_path: Path,
                      health_port: int) -> tuple[list[str], dict[str, str]]:
     """argv and environment of the operator container as the installed Deployment says, adapted to a
-    process on this machine: TLS files from the chart's Secret, loopback listeners, the SA kubeconfig."""
+    process on this machine: TLS files from the chart's Secret, loopback listeners, the SA kubeconfig.
+    secretKeyRef variables are resolved from their Secrets, as the kubelet would."""
     deployment = get_json(controlplane, "deployment", "-n", release.namespace, RELEASE)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env: dict[str, str] = {}
+    for var in container["env"]:
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        elif "secretKeyRef" in var.get("valueFrom", {}):
+            ref = var["valueFrom"]["secretKeyRef"]
+            secret = get_json(controlplane, "secret", "-n", release.namespace, ref["name"])
+            env[var["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
     env["MCP_OPERATOR_NAMESPACE"] = release.namespace  # the Deployment's fieldRef
     tls = tls_secret(controlplane, release)
     env["MCP_WEBHOOK_TLS_CERT"] = str(tmp_path / "tls.crt")
@@ -337,11 +347,23 @@ def operator_command(controlplane, release: Release, tmp_path: Path,
 
 
 @pytest.fixture
-def operator_process(controlplane, release, tmp_path) -> Iterator[dict]:
-    if not (VENV_BIN / "jupyterhub-mcp-operator").exists():
-        pytest.skip("jupyterhub-mcp-operator is not installed in the venv")
+def hub_registered(controlplane, release, jupyterhub) -> Iterator[None]:
+    """Step 1 of NOTES.txt, done as it says: the hub service token in a Secret, then `helm upgrade
+    --reuse-values` pointing the chart at it (and at the hub); the default policy now issues tokens."""
+    controlplane.kubectl("create", "secret", "generic", "jupyterhub-mcp-hub-token", "-n", release.namespace,
+                         "--from-file=token=/dev/stdin", input=jupyterhub.service_token)
+    controlplane.helm("upgrade", RELEASE, str(CHART), "-n", release.namespace, "--reuse-values",
+                      "--set", "hub.serviceToken.existingSecret=jupyterhub-mcp-hub-token",
+                      "--set", f"hub.apiUrl={jupyterhub.api_url}",
+                      "--set", "defaultPolicy.spec.tokens.issue=true")
+    yield
+
+
+@pytest.fixture
+def operator_process(controlplane, release, hub_registered, tmp_path) -> Iterator[dict]:
     health_port = free_port()
     argv, env = operator_command(controlplane, release, tmp_path, health_port)
+    assert env["JUPYTERHUB_API_TOKEN"], "the chart did not pass the hub service token"
     log_path = tmp_path / "operator.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -356,7 +378,7 @@ def operator_process(controlplane, release, tmp_path) -> Iterator[dict]:
                 return False
 
         wait_until("operator /readyz", ready, timeout=90)
-        yield {"process": process, "log": log_path}
+        yield {"process": process, "log": log_path, "kubeconfig": Path(env["KUBECONFIG"])}
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -367,18 +389,22 @@ def operator_process(controlplane, release, tmp_path) -> Iterator[dict]:
                 process.wait(timeout=10)
 
 
-def test_operator_as_the_chart_service_account_does_its_whole_job(controlplane, release, operator_process):
+@pytest.mark.hub
+def test_operator_as_the_chart_service_account_does_its_whole_job(
+        controlplane, release, jupyterhub, operator_process):
     """The real operator, authenticated as the chart's ServiceAccount and configured from the chart's
-    Deployment, injects a user pod through the chart's webhook registration and wires it: so the
-    chart's RBAC, env and TLS are sufficient (and the forbidden-call tests show they are not more)."""
-    ns = release.namespace
-    # What KubeSpawner puts on a user pod (the hub URL and the server's token, which the sidecar reuses).
-    hub_env = {"JUPYTERHUB_API_URL": "http://hub:8081/hub/api", "JUPYTERHUB_API_TOKEN": "server-token",
-               "JUPYTERHUB_USER": "carol", "JUPYTERHUB_SERVICE_PREFIX": "/user/carol/"}
-    pod = create_pod(controlplane, "jupyter-carol", ns,
-                     {"component": "singleuser-server", "hub.jupyter.org/username": "carol"},
-                     annotations={"hub.jupyter.org/username": "carol"}, env=hub_env)
+    Deployment, injects a user pod through the chart's webhook registration, wires its Service,
+    Ingress and NetworkPolicy, mints the user's token from the real hub into a Secret, updates the
+    policy status and posts Events: the chart's RBAC, env and TLS are sufficient. The same
+    credentials are refused outside the namespace: they are not more."""
+    ns, user, pod_name = release.namespace, "bob", "jupyter-bob"
     log = operator_process["log"]
+    # What KubeSpawner puts on a user pod (the hub URL and the server's token, which the sidecar reuses).
+    hub_env = {"JUPYTERHUB_API_URL": jupyterhub.api_url, "JUPYTERHUB_API_TOKEN": "server-token",
+               "JUPYTERHUB_USER": user, "JUPYTERHUB_SERVICE_PREFIX": f"/user/{user}/"}
+    pod = create_pod(controlplane, pod_name, ns,
+                     {"component": "singleuser-server", "hub.jupyter.org/username": user},
+                     annotations={"hub.jupyter.org/username": user}, env=hub_env)
     annotations = pod["metadata"].get("annotations", {})
     assert annotations.get("mcp.jupyterhub.org/injected", "").startswith("default/"), log.read_text()
     spec = pod["spec"]
@@ -388,10 +414,21 @@ def test_operator_as_the_chart_service_account_does_its_whole_job(controlplane, 
 
     def wired() -> bool:
         names = controlplane.kubectl("get", "service,ingress,networkpolicy", "-n", ns, "-o", "name")
-        return all(f"{kind}/jupyter-carol-mcp" in names for kind in (
+        return all(f"{kind}/{pod_name}-mcp" in names for kind in (
             "service", "ingress.networking.k8s.io", "networkpolicy.networking.k8s.io"))
 
-    wait_until("Service, Ingress and NetworkPolicy jupyter-carol-mcp", wired, timeout=90)
+    wait_until(f"Service, Ingress and NetworkPolicy {pod_name}-mcp", wired, timeout=90)
+
+    def token_secret() -> dict | None:
+        found = controlplane.kubectl("get", "secret", f"mcp-token-{user}", "-n", ns, "--ignore-not-found",
+                                     "-o", "json")
+        return json.loads(found) if found.strip() else None
+
+    secret = wait_until(f"Secret mcp-token-{user}", token_secret, timeout=90)
+    assert [ref["name"] for ref in secret["metadata"]["ownerReferences"]] == [pod_name]
+    minted = base64.b64decode(secret["data"]["token"]).decode()
+    who = httpx.get(f"{jupyterhub.api_url}/user", headers={"Authorization": f"token {minted}"}, timeout=10)
+    assert who.status_code == 200 and who.json()["name"] == user
 
     def status_counts() -> bool:
         status = get_json(controlplane, "mcppolicy", "-n", ns, "default").get("status") or {}
@@ -401,9 +438,15 @@ def test_operator_as_the_chart_service_account_does_its_whole_job(controlplane, 
 
     def event_posted() -> bool:
         events = get_json(controlplane, "events", "-n", ns, "--field-selector",
-                          "involvedObject.name=jupyter-carol")["items"]
+                          f"involvedObject.name={pod_name}")["items"]
         return any(e["reason"] == "MCPWired" for e in events)
 
     wait_until("MCPWired event on the pod", event_posted, timeout=60)
-    log = operator_process["log"].read_text()
-    assert "Forbidden" not in log and " 403" not in log, log
+    text = log.read_text()
+    assert "Forbidden" not in text and " 403" not in text, text
+
+    # The operator's own credentials, one step outside its namespace: refused.
+    outside = subprocess.run(
+        [str(controlplane.bin_dir / "kubectl"), f"--kubeconfig={operator_process['kubeconfig']}",
+         "get", "secrets", "-n", "default"], capture_output=True, text=True, timeout=60)
+    assert outside.returncode != 0 and "Forbidden" in outside.stderr, outside.stderr
