@@ -97,36 +97,48 @@ class NotebookTools:
         self,
         ctx: Context,
         tool: str,
-        body: Callable[[], Awaitable[T]],
+        body: Callable[..., Awaitable[T]],
         *,
         path: str | None = None,
+        needs_notebook: bool = False,
         cells: list[CellRef] | None = None,
         code: str | None = None,
     ) -> T:
+        """Run ``body`` through the guard. With ``needs_notebook`` the notebook path (explicit, or
+        this session's default) is resolved first and passed to ``body``; a bad path is refused
+        inside the guard, so refusals are audited like every other call."""
+        session_id = _session_id(ctx)
+        notebook: str | None = None
+        problem: JupyterError | None = None
+        if needs_notebook:
+            try:
+                notebook = require_notebook(self.sessions.resolve(session_id, path))
+            except JupyterError as exc:
+                problem = exc
         call = ToolCall(
             tool=tool,
             identity=_identity(ctx),
-            session_id=_session_id(ctx),
-            path=path,
+            session_id=session_id,
+            path=notebook or path,
             cells=[str(c) for c in cells or []],
             code=code,
         )
-        try:
-            return await self.guard.call(call, body)
-        except (JupyterError, ToolRefused) as exc:
-            raise ToolError(str(exc)) from exc
 
-    def _path(self, ctx: Context, path: str | None) -> str:
+        async def guarded() -> T:
+            if problem is not None:
+                raise problem
+            return await (body(notebook) if needs_notebook else body())
+
         try:
-            return require_notebook(self.sessions.resolve(_session_id(ctx), path))
-        except JupyterError as exc:
+            return await self.guard.call(call, guarded)
+        except (JupyterError, ToolRefused) as exc:
             raise ToolError(str(exc)) from exc
 
     def _timeout(self, timeout: float | None) -> float:
         if timeout is None:
             return self.settings.exec_timeout
         if timeout <= 0:
-            raise ToolError(f"timeout must be a positive number of seconds, got {timeout}")
+            raise JupyterError(f"timeout must be a positive number of seconds, got {timeout}")
         return min(timeout, self.settings.exec_max_timeout)
 
     # -- registration --------------------------------------------------------------------------
@@ -264,9 +276,8 @@ class NotebookTools:
         detail="brief" shows the first line of each cell; "full" the whole source.
         include_outputs adds each code cell's outputs as text (images are listed, read_cell shows them).
         """
-        nb_path = self._path(ctx, path)
 
-        async def body() -> CallToolResult:
+        async def body(nb_path: str) -> CallToolResult:
             if offset < 0 or limit < 1:
                 raise JupyterError("offset must be >= 0 and limit >= 1")
             async with self.notebooks.read(nb_path) as cells:
@@ -288,7 +299,7 @@ class NotebookTools:
             )
             return _text(text)
 
-        return await self._run(ctx, "read_notebook", body, path=nb_path)
+        return await self._run(ctx, "read_notebook", body, path=path, needs_notebook=True)
 
     def _render_cell(
         self, index: int, cell_id: str, cell: dict[str, Any], detail: str, include_outputs: bool
@@ -312,9 +323,8 @@ class NotebookTools:
 
         output_offset: read the outputs from this character on (after a cut).
         """
-        nb_path = self._path(ctx, path)
 
-        async def body() -> CallToolResult:
+        async def body(nb_path: str) -> CallToolResult:
             if output_offset < 0:
                 raise JupyterError(f"output_offset must be >= 0, got {output_offset}")
             async with self.notebooks.read(nb_path) as cells:
@@ -348,7 +358,7 @@ class NotebookTools:
                 },
             )
 
-        return await self._run(ctx, "read_cell", body, path=nb_path, cells=[cell])
+        return await self._run(ctx, "read_cell", body, path=path, needs_notebook=True, cells=[cell])
 
     @staticmethod
     def _read_on_hint(path: str, cell_id: str) -> Callable[[int], str]:
@@ -365,15 +375,14 @@ class NotebookTools:
         cell_type: Literal["code", "markdown", "raw"] = "code",
     ) -> CallToolResult:
         """Insert a cell at `index` (-1 = append). Returns the new cell's id."""
-        nb_path = self._path(ctx, path)
 
-        async def body() -> CallToolResult:
+        async def body(nb_path: str) -> CallToolResult:
             cell_id, position = await self._insert(nb_path, source, index, cell_type)
             return _text(
                 f"inserted {cell_type} cell {cell_id} at index {position}", cell_id=cell_id, index=position
             )
 
-        return await self._run(ctx, "insert_cell", body, path=nb_path, code=source)
+        return await self._run(ctx, "insert_cell", body, path=path, needs_notebook=True, code=source)
 
     async def _insert(self, path: str, source: str, index: int, cell_type: str) -> tuple[str, int]:
         cell = new_cell(cell_type, source)
@@ -386,16 +395,17 @@ class NotebookTools:
         self, ctx: Context, cell: CellRef, source: str, path: str | None = None
     ) -> CallToolResult:
         """Replace the whole source of a cell (outputs are kept until it runs again)."""
-        nb_path = self._path(ctx, path)
 
-        async def body() -> CallToolResult:
+        async def body(nb_path: str) -> CallToolResult:
             async with self.notebooks.edit(nb_path) as cells:
                 index = resolve(cells, cell, nb_path)
                 cells.set_source(index, source)
                 cell_id = cells.cell_id(index)
             return _text(f"cell {index} ({cell_id}) overwritten", cell_id=cell_id, index=index)
 
-        return await self._run(ctx, "overwrite_cell", body, path=nb_path, cells=[cell], code=source)
+        return await self._run(
+            ctx, "overwrite_cell", body, path=path, needs_notebook=True, cells=[cell], code=source
+        )
 
     async def edit_cell(
         self,
@@ -410,9 +420,8 @@ class NotebookTools:
 
         `old` must occur exactly once unless replace_all is true.
         """
-        nb_path = self._path(ctx, path)
 
-        async def body() -> CallToolResult:
+        async def body(nb_path: str) -> CallToolResult:
             if not old:
                 raise JupyterError("old must be a non-empty piece of the cell's source")
             async with self.notebooks.edit(nb_path) as cells:
@@ -434,15 +443,14 @@ class NotebookTools:
                 f"cell {index} ({cell_id}): {found} replacement(s)", cell_id=cell_id, replacements=found
             )
 
-        return await self._run(ctx, "edit_cell", body, path=nb_path, cells=[cell], code=new)
+        return await self._run(ctx, "edit_cell", body, path=path, needs_notebook=True, cells=[cell], code=new)
 
     async def delete_cells(
         self, ctx: Context, cells: list[CellRef], path: str | None = None
     ) -> CallToolResult:
         """Delete cells (indexes or ids). All are checked first: one bad reference deletes nothing."""
-        nb_path = self._path(ctx, path)
 
-        async def body() -> CallToolResult:
+        async def body(nb_path: str) -> CallToolResult:
             if not cells:
                 raise JupyterError("cells is empty: name at least one cell to delete")
             async with self.notebooks.edit(nb_path) as doc:
@@ -455,15 +463,14 @@ class NotebookTools:
                 f"deleted {len(indexes)} cell(s); {remaining} left", deleted=ids, remaining=remaining
             )
 
-        return await self._run(ctx, "delete_cells", body, path=nb_path, cells=list(cells))
+        return await self._run(ctx, "delete_cells", body, path=path, needs_notebook=True, cells=list(cells))
 
     async def move_cell(
         self, ctx: Context, cell: CellRef, to_index: int, path: str | None = None
     ) -> CallToolResult:
         """Move a cell so that it ends up at `to_index`."""
-        nb_path = self._path(ctx, path)
 
-        async def body() -> CallToolResult:
+        async def body(nb_path: str) -> CallToolResult:
             async with self.notebooks.edit(nb_path) as cells:
                 index = resolve(cells, cell, nb_path)
                 target = to_index + len(cells) if to_index < 0 else to_index
@@ -476,15 +483,14 @@ class NotebookTools:
                     move(cells, index, target)
             return _text(f"cell {cell_id} moved from {index} to {target}", cell_id=cell_id, index=target)
 
-        return await self._run(ctx, "move_cell", body, path=nb_path, cells=[cell])
+        return await self._run(ctx, "move_cell", body, path=path, needs_notebook=True, cells=[cell])
 
     async def clear_outputs(
         self, ctx: Context, path: str | None = None, cell: CellRef | None = None
     ) -> CallToolResult:
         """Clear the outputs of one cell, or of every cell when `cell` is omitted."""
-        nb_path = self._path(ctx, path)
 
-        async def body() -> CallToolResult:
+        async def body(nb_path: str) -> CallToolResult:
             async with self.notebooks.edit(nb_path) as cells:
                 indexes = [resolve(cells, cell, nb_path)] if cell is not None else range(len(cells))
                 cleared = 0
@@ -495,7 +501,12 @@ class NotebookTools:
             return _text(f"cleared outputs of {cleared} cell(s)", cleared=cleared)
 
         return await self._run(
-            ctx, "clear_outputs", body, path=nb_path, cells=[cell] if cell is not None else []
+            ctx,
+            "clear_outputs",
+            body,
+            path=path,
+            needs_notebook=True,
+            cells=[cell] if cell is not None else [],
         )
 
     # -- execution -----------------------------------------------------------------------------
@@ -512,10 +523,9 @@ class NotebookTools:
         timeout (s): the kernel is interrupted after it. A cell still running after ~50 s
         returns what it has and an execution_id for get_execution.
         """
-        nb_path = self._path(ctx, path)
-        limit = self._timeout(timeout)
 
-        async def body() -> CallToolResult:
+        async def body(nb_path: str) -> CallToolResult:
+            limit = self._timeout(timeout)
             async with self.notebooks.read(nb_path) as cells:
                 index = resolve(cells, cell, nb_path)
                 data = cells.get(index)
@@ -524,7 +534,7 @@ class NotebookTools:
                 raise JupyterError(f"cell {index} is a {data['cell_type']} cell; only code cells run")
             return await self._execute(ctx, nb_path, cell_id, source_text(data), limit)
 
-        return await self._run(ctx, "execute_cell", body, path=nb_path, cells=[cell])
+        return await self._run(ctx, "execute_cell", body, path=path, needs_notebook=True, cells=[cell])
 
     async def insert_and_execute(
         self,
@@ -535,14 +545,13 @@ class NotebookTools:
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> CallToolResult:
         """Insert a code cell at `index` (-1 = append) and run it. Returns its outputs and id."""
-        nb_path = self._path(ctx, path)
-        limit = self._timeout(timeout)
 
-        async def body() -> CallToolResult:
+        async def body(nb_path: str) -> CallToolResult:
+            limit = self._timeout(timeout)
             cell_id, _ = await self._insert(nb_path, source, index, "code")
             return await self._execute(ctx, nb_path, cell_id, source, limit)
 
-        return await self._run(ctx, "insert_and_execute", body, path=nb_path, code=source)
+        return await self._run(ctx, "insert_and_execute", body, path=path, needs_notebook=True, code=source)
 
     async def execute_code(
         self,
@@ -553,13 +562,12 @@ class NotebookTools:
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> CallToolResult:
         """Run scratch code in a notebook's kernel (or a kernel by id); nothing is saved in the notebook."""
-        limit = self._timeout(timeout)
-        nb_path = None if kernel_id else self._path(ctx, path)
 
-        async def body() -> CallToolResult:
+        async def body(nb_path: str | None = None) -> CallToolResult:
+            limit = self._timeout(timeout)
             return await self._execute(ctx, nb_path, None, code, limit, kernel_id=kernel_id)
 
-        return await self._run(ctx, "execute_code", body, path=nb_path, code=code)
+        return await self._run(ctx, "execute_code", body, path=path, needs_notebook=not kernel_id, code=code)
 
     async def get_execution(
         self, ctx: Context, execution_id: str, wait: float = 30.0, output_offset: int = 0
@@ -760,25 +768,17 @@ class NotebookTools:
 
         return await self._run(ctx, "list_kernels", body)
 
-    async def _kernel_of(
-        self, ctx: Context, path: str | None, kernel_id: str | None
-    ) -> tuple[str | None, str | None]:
-        if kernel_id:
-            return kernel_id, None
-        return None, self._path(ctx, path)
-
     async def interrupt_kernel(
         self, ctx: Context, path: str | None = None, kernel_id: str | None = None
     ) -> CallToolResult:
         """Interrupt the kernel of a notebook (or a kernel by id), like the stop button."""
-        kid, nb_path = await self._kernel_of(ctx, path, kernel_id)
 
-        async def body() -> CallToolResult:
-            target = kid or await self.kernels.kernel_for(nb_path)  # type: ignore[arg-type]
+        async def body(nb_path: str | None = None) -> CallToolResult:
+            target = kernel_id or await self.kernels.kernel_for(nb_path)  # type: ignore[arg-type]
             await self.kernels.interrupt(target)
             return _text(f"kernel {target} interrupted", kernel_id=target)
 
-        return await self._run(ctx, "interrupt_kernel", body, path=nb_path)
+        return await self._run(ctx, "interrupt_kernel", body, path=path, needs_notebook=not kernel_id)
 
     async def restart_kernel(
         self, ctx: Context, path: str | None = None, kernel_id: str | None = None
@@ -787,11 +787,10 @@ class NotebookTools:
 
         For a notebook whose kernel is gone, this starts a fresh one.
         """
-        kid, nb_path = await self._kernel_of(ctx, path, kernel_id)
 
-        async def body() -> CallToolResult:
+        async def body(nb_path: str | None = None) -> CallToolResult:
             started = time.monotonic()
-            new_id, message = await self.kernels.restart(kid, nb_path)
+            new_id, message = await self.kernels.restart(kernel_id, nb_path)
             return _text(message, kernel_id=new_id, seconds=round(time.monotonic() - started, 2))
 
-        return await self._run(ctx, "restart_kernel", body, path=nb_path)
+        return await self._run(ctx, "restart_kernel", body, path=path, needs_notebook=not kernel_id)
