@@ -1,0 +1,96 @@
+"""Hub answers a real JupyterHub cannot be made to give on demand (500, garbage, a hang), through
+httpx.MockTransport as a stand-in for the hub. Everything a real hub does answer is tested against one
+in tests/sidecar/test_auth_hub.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from mcp_sidecar.auth import HubTokenChecker
+from mcp_sidecar.config import Settings
+
+SETTINGS = Settings.from_env(
+    {"JUPYTERHUB_API_URL": "http://hub.test/hub/api", "JUPYTERHUB_USER": "alice", "MCP_AUTH_CACHE_TTL": "30"}
+)
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def checker(handler, clock: Clock | None = None) -> tuple[HubTokenChecker, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+
+    return HubTokenChecker(SETTINGS, clock=clock or Clock(), transport=httpx.MockTransport(record)), seen
+
+
+@pytest.mark.parametrize(
+    ("response", "fragment"),
+    [
+        (httpx.Response(500, text="boom"), "answered 500"),
+        (httpx.Response(502), "answered 502"),
+        (httpx.Response(429), "answered 429"),
+        (httpx.Response(200, text="<html>"), "not JSON"),
+        (httpx.Response(200, json=["a"]), "unexpected document"),
+    ],
+)
+async def test_hub_trouble_is_503_and_never_cached(response: httpx.Response, fragment: str) -> None:
+    hub, seen = checker(lambda request: response)
+    for _ in range(2):
+        verdict = await hub.check("tok-secret")
+        assert verdict.status == 503 and fragment in verdict.message and "tok-secret" not in verdict.message
+    assert len(seen) == 2
+    await hub.aclose()
+
+
+async def test_slow_hub_is_503() -> None:
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    hub, _ = checker(hang)
+    verdict = await hub.check("tok")
+    assert verdict.status == 503 and "unreachable (ReadTimeout)" in verdict.message
+
+
+async def test_answers_expire_after_the_ttl_and_the_token_is_sent_as_token_header() -> None:
+    clock = Clock()
+    hub, seen = checker(
+        lambda r: httpx.Response(200, json={"name": "alice", "scopes": ["access:servers"]}), clock
+    )
+    assert (await hub.check("tok")).status == 200
+    clock.now = 29.9
+    assert (await hub.check("tok")).status == 200
+    assert len(seen) == 1
+    clock.now = 30.1
+    assert (await hub.check("tok")).status == 200
+    assert len(seen) == 2
+    assert seen[0].headers["authorization"] == "token tok"
+    assert str(seen[0].url) == "http://hub.test/hub/api/user"
+
+
+async def test_a_caller_that_hangs_up_does_not_cancel_the_shared_lookup() -> None:
+    release = asyncio.Event()
+    hub, seen = checker(lambda r: httpx.Response(200, json={"name": "alice", "scopes": ["access:servers"]}))
+    original = hub._whoami
+
+    async def gated(token: str):
+        await release.wait()
+        return await original(token)
+
+    hub._whoami = gated  # type: ignore[method-assign]
+    first = asyncio.create_task(hub.check("tok"))
+    second = asyncio.create_task(hub.check("tok"))
+    await asyncio.sleep(0)  # one loop turn: both callers are now waiting on the one lookup
+    first.cancel()
+    release.set()
+    assert (await second).status == 200
+    assert len(seen) == 1
