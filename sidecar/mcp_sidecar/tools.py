@@ -42,6 +42,7 @@ EXECUTE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_wor
 # get_execution picks it up.
 RETURN_AFTER = 50.0
 INTERRUPT_GRACE = 10.0
+MAX_LIST_DEPTH = 6  # each level is one request per folder: keep a listing from walking a whole disk
 LIVE_SAVE_EVERY = 1.0  # s between saves of a running cell's outputs into a collaborative notebook
 
 
@@ -187,8 +188,8 @@ class NotebookTools:
 
         async def body() -> CallToolResult:
             root = normalize_path(path, allow_root=True)
-            if depth < 1 or limit < 1 or offset < 0:
-                raise JupyterError("depth and limit must be >= 1 and offset >= 0")
+            if not 1 <= depth <= MAX_LIST_DEPTH or limit < 1 or offset < 0:
+                raise JupyterError(f"need 1 <= depth <= {MAX_LIST_DEPTH}, limit >= 1 and offset >= 0")
             entries: list[dict[str, Any]] = []
             await self._walk(root, depth, entries)
             if pattern:
