@@ -37,10 +37,14 @@ def helm_bin() -> Path:
     return helm
 
 
-def run_helm(helm: Path, *args: str, env: dict[str, str] | None = None,
-             check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_helm(
+    helm: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [str(helm), *args], capture_output=True, text=True, timeout=180,
+        [str(helm), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
         env={**os.environ, **(env or {})},
     )
     if check and result.returncode != 0:

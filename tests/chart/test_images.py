@@ -154,16 +154,31 @@ def clean_install(tmp_path_factory) -> dict:
     wheels = root / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", str(wheels), "."],
-        cwd=context, check=True, capture_output=True, timeout=300,
+        cwd=context,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     (wheel,) = wheels.glob("*.whl")
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     # The test venv's pip installs into the fresh venv (no network, no dependencies).
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
-         "install", "-q", "--no-deps", "--no-index", str(wheel)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()

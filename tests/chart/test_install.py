@@ -79,9 +79,12 @@ def release(controlplane) -> Iterator[Release]:
     namespace = f"chart-{uuid.uuid4().hex[:8]}"
     rel = Release(namespace, free_port())
     rel.values = [
-        "--set", f"webhook.url=https://127.0.0.1:{rel.webhook_port}/mutate-pod",
-        "--set", "webhook.extraCertHosts={127.0.0.1}",
-        "--set", "defaultPolicy.enabled=true",
+        "--set",
+        f"webhook.url=https://127.0.0.1:{rel.webhook_port}/mutate-pod",
+        "--set",
+        "webhook.extraCertHosts={127.0.0.1}",
+        "--set",
+        "defaultPolicy.enabled=true",
     ]
     controlplane.kubectl("create", "namespace", namespace)
     try:
@@ -115,7 +118,8 @@ def test_webhook_configuration_carries_the_chart_ca(controlplane, release):
     tls = tls_secret(controlplane, release)
     assert base64.b64decode(webhook["clientConfig"]["caBundle"]) == tls["ca.crt"]
     x509.load_pem_x509_certificate(tls["tls.crt"]).verify_directly_issued_by(
-        x509.load_pem_x509_certificate(tls["ca.crt"]))
+        x509.load_pem_x509_certificate(tls["ca.crt"])
+    )
     assert webhook["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": release.namespace}}
 
 
@@ -129,16 +133,18 @@ class AdmissionRecorder(BaseHTTPRequestHandler):
         review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.seen.append({"path": self.path, "request": review["request"]})
         patch = [{"op": "add", "path": "/metadata/annotations", "value": {"chart-test/admitted": "yes"}}]
-        body = json.dumps({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "response": {
-                "uid": review["request"]["uid"],
-                "allowed": True,
-                "patchType": "JSONPatch",
-                "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
-            },
-        }).encode()
+        body = json.dumps(
+            {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "response": {
+                    "uid": review["request"]["uid"],
+                    "allowed": True,
+                    "patchType": "JSONPatch",
+                    "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
+                },
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -171,39 +177,69 @@ def webhook_endpoint(controlplane, release, tmp_path) -> Iterator[list[dict]]:
         thread.join(timeout=10)
 
 
-def pod_manifest(name: str, namespace: str, labels: dict[str, str],
-                 annotations: dict[str, str] | None = None, env: dict[str, str] | None = None) -> str:
+def pod_manifest(
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    annotations: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+) -> str:
     """A pod shaped like KubeSpawner's: a `notebook` container with its `notebook-port`."""
-    notebook = {"name": "notebook", "image": "quay.io/jupyter/base-notebook",
-                "ports": [{"name": "notebook-port", "containerPort": 8888}],
-                "env": [{"name": k, "value": v} for k, v in (env or {}).items()]}
-    return yaml.safe_dump({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels,
-                     "annotations": annotations or {}},
-        "spec": {"automountServiceAccountToken": False, "containers": [notebook]},
-    })
+    notebook = {
+        "name": "notebook",
+        "image": "quay.io/jupyter/base-notebook",
+        "ports": [{"name": "notebook-port", "containerPort": 8888}],
+        "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+    }
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": labels,
+                "annotations": annotations or {},
+            },
+            "spec": {"automountServiceAccountToken": False, "containers": [notebook]},
+        }
+    )
 
 
-def create_pod(controlplane, name: str, namespace: str, labels: dict[str, str],
-               annotations: dict[str, str] | None = None, env: dict[str, str] | None = None) -> dict:
+def create_pod(
+    controlplane,
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    annotations: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+) -> dict:
     # The ServiceAccount admission plugin needs the namespace's `default` ServiceAccount, which the
     # controller-manager creates shortly after the namespace.
-    wait_until(f"default ServiceAccount in {namespace}", lambda: controlplane.kubectl(
-        "get", "serviceaccount", "default", "-n", namespace, "--ignore-not-found", "-o", "name").strip())
-    return json.loads(controlplane.kubectl("create", "-f", "-", "-o", "json",
-                                           input=pod_manifest(name, namespace, labels, annotations, env)))
+    wait_until(
+        f"default ServiceAccount in {namespace}",
+        lambda: controlplane.kubectl(
+            "get", "serviceaccount", "default", "-n", namespace, "--ignore-not-found", "-o", "name"
+        ).strip(),
+    )
+    return json.loads(
+        controlplane.kubectl(
+            "create", "-f", "-", "-o", "json", input=pod_manifest(name, namespace, labels, annotations, env)
+        )
+    )
 
 
 def test_api_server_calls_the_webhook_over_the_chart_tls_for_user_pods_only(
-        controlplane, release, webhook_endpoint):
+    controlplane, release, webhook_endpoint
+):
     user_labels = {"component": "singleuser-server"}
     user_pod = create_pod(controlplane, "jupyter-alice", release.namespace, user_labels)
     assert user_pod["metadata"]["annotations"] == {"chart-test/admitted": "yes"}
     # The API server passes timeoutSeconds along as ?timeout=5s.
-    assert [(s["path"], s["request"]["operation"], s["request"]["object"]["metadata"]["name"])
-            for s in webhook_endpoint] == [("/mutate-pod?timeout=5s", "CREATE", "jupyter-alice")]
+    assert [
+        (s["path"], s["request"]["operation"], s["request"]["object"]["metadata"]["name"])
+        for s in webhook_endpoint
+    ] == [("/mutate-pod?timeout=5s", "CREATE", "jupyter-alice")]
 
     # objectSelector: the hub, the proxy and every other pod never meet the webhook.
     hub_pod = create_pod(controlplane, "hub", release.namespace, {"component": "hub"})
@@ -221,10 +257,23 @@ def test_api_server_calls_the_webhook_over_the_chart_tls_for_user_pods_only(
 
 def rules_review(controlplane, release: Release, namespace: str) -> set[tuple[str, str, str]]:
     """What the ServiceAccount may do in `namespace`, as the API server's RBAC authorizer says."""
-    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
-              "spec": {"namespace": namespace}}
-    answer = json.loads(controlplane.kubectl("create", "-f", "-", "-o", "json", "--validate=false",
-                                             f"--as={release.service_account}", input=json.dumps(review)))
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectRulesReview",
+        "spec": {"namespace": namespace},
+    }
+    answer = json.loads(
+        controlplane.kubectl(
+            "create",
+            "-f",
+            "-",
+            "-o",
+            "json",
+            "--validate=false",
+            f"--as={release.service_account}",
+            input=json.dumps(review),
+        )
+    )
     assert answer["status"]["incomplete"] is False
     return {
         (group, resource, verb)
@@ -251,28 +300,41 @@ def test_every_needed_verb_is_allowed(controlplane, release):
         (verb, resource, group)
         for group, resource, verbs in NAMESPACED
         for verb in verbs
-        if not can_i(controlplane, release, verb, f"{resource.split('/')[0]}.{group}".rstrip("."),
-                     *(["--subresource", resource.split("/")[1]] if "/" in resource else []),
-                     "-n", release.namespace)
+        if not can_i(
+            controlplane,
+            release,
+            verb,
+            f"{resource.split('/')[0]}.{group}".rstrip("."),
+            *(["--subresource", resource.split("/")[1]] if "/" in resource else []),
+            "-n",
+            release.namespace,
+        )
     ]
-    denied += [(verb, resource, group) for group, resource, verbs in CLUSTER for verb in verbs
-               if not can_i(controlplane, release, verb, f"{resource}.{group}")]
+    denied += [
+        (verb, resource, group)
+        for group, resource, verbs in CLUSTER
+        for verb in verbs
+        if not can_i(controlplane, release, verb, f"{resource}.{group}")
+    ]
     assert denied == []
 
 
-@pytest.mark.parametrize("request_args", [
-    ("create", "clusterrolebindings"),
-    ("get", "secrets", "-n", "default"),
-    ("list", "pods", "-n", "kube-system"),
-    ("create", "pods", "-n", "{ns}"),
-    ("delete", "mcppolicies.mcp.jupyterhub.org", "-n", "{ns}"),
-    ("update", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
-    ("create", "customresourcedefinitions.apiextensions.k8s.io"),
-    ("get", "customresourcedefinitions.apiextensions.k8s.io", "mcppolicies.mcp.jupyterhub.org"),
-    ("delete", "namespaces"),
-    ("create", "serviceaccounts", "--subresource", "token", "-n", "{ns}"),
-    ("bind", "roles.rbac.authorization.k8s.io", "-n", "{ns}"),
-])
+@pytest.mark.parametrize(
+    "request_args",
+    [
+        ("create", "clusterrolebindings"),
+        ("get", "secrets", "-n", "default"),
+        ("list", "pods", "-n", "kube-system"),
+        ("create", "pods", "-n", "{ns}"),
+        ("delete", "mcppolicies.mcp.jupyterhub.org", "-n", "{ns}"),
+        ("update", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("get", "customresourcedefinitions.apiextensions.k8s.io", "mcppolicies.mcp.jupyterhub.org"),
+        ("delete", "namespaces"),
+        ("create", "serviceaccounts", "--subresource", "token", "-n", "{ns}"),
+        ("bind", "roles.rbac.authorization.k8s.io", "-n", "{ns}"),
+    ],
+)
 def test_forbidden_calls_are_denied(controlplane, release, request_args):
     args = [arg.format(ns=release.namespace) for arg in request_args]
     assert not can_i(controlplane, release, *args)
@@ -280,8 +342,16 @@ def test_forbidden_calls_are_denied(controlplane, release, request_args):
 
 def test_upgrade_keeps_the_ca_and_applies_new_values(controlplane, release):
     before = tls_secret(controlplane, release)
-    controlplane.helm("upgrade", RELEASE, str(CHART), "-n", release.namespace, *release.values,
-                      "--set", "webhook.timeoutSeconds=7")
+    controlplane.helm(
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "-n",
+        release.namespace,
+        *release.values,
+        "--set",
+        "webhook.timeoutSeconds=7",
+    )
     after = tls_secret(controlplane, release)
     assert after == before
     configuration = get_json(controlplane, "mutatingwebhookconfiguration", release.webhook_configuration)
@@ -292,7 +362,6 @@ def test_upgrade_keeps_the_ca_and_applies_new_values(controlplane, release):
     assert [entry["status"] for entry in json.loads(history)] == ["superseded", "deployed"]
 
 
-
 def service_account_kubeconfig(controlplane, release: Release, path: Path) -> Path:
     """A kubeconfig that *is* the chart's ServiceAccount: a token from the TokenRequest API, the
     same kind of credential the operator pod gets, so the API server authorizes every call the
@@ -301,12 +370,22 @@ def service_account_kubeconfig(controlplane, release: Release, path: Path) -> Pa
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "test", "cluster": {
-            "server": controlplane.server,
-            "certificate-authority-data": base64.b64encode(controlplane.ca_pem).decode()}}],
+        "clusters": [
+            {
+                "name": "test",
+                "cluster": {
+                    "server": controlplane.server,
+                    "certificate-authority-data": base64.b64encode(controlplane.ca_pem).decode(),
+                },
+            }
+        ],
         "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "test", "user": "operator",
-                                                      "namespace": release.namespace}}],
+        "contexts": [
+            {
+                "name": "operator",
+                "context": {"cluster": "test", "user": "operator", "namespace": release.namespace},
+            }
+        ],
         "current-context": "operator",
     }
     path.write_text(yaml.safe_dump(config))
@@ -314,8 +393,9 @@ def service_account_kubeconfig(controlplane, release: Release, path: Path) -> Pa
     return path
 
 
-def operator_command(controlplane, release: Release, tmp_path: Path,
-                     health_port: int) -> tuple[list[str], dict[str, str]]:
+def operator_command(
+    controlplane, release: Release, tmp_path: Path, health_port: int
+) -> tuple[list[str], dict[str, str]]:
     """argv and environment of the operator container as the installed Deployment says, adapted to a
     process on this machine: TLS files from the chart's Secret, loopback listeners, the SA kubeconfig.
     secretKeyRef variables are resolved from their Secrets, as the kubelet would."""
@@ -341,8 +421,14 @@ def operator_command(controlplane, release: Release, tmp_path: Path,
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR")}
     # No `command` in the Deployment: the image's ENTRYPOINT, the console script, runs the args.
     assert "command" not in container
-    argv = [str(VENV_BIN / "jupyterhub-mcp-operator"), *container["args"],
-            "--webhook-host", "127.0.0.1", "--health-host", "127.0.0.1"]
+    argv = [
+        str(VENV_BIN / "jupyterhub-mcp-operator"),
+        *container["args"],
+        "--webhook-host",
+        "127.0.0.1",
+        "--health-host",
+        "127.0.0.1",
+    ]
     return argv, {**keep, "HOME": str(tmp_path), **env}
 
 
@@ -350,12 +436,30 @@ def operator_command(controlplane, release: Release, tmp_path: Path,
 def hub_registered(controlplane, release, jupyterhub) -> Iterator[None]:
     """Step 1 of NOTES.txt, done as it says: the hub service token in a Secret, then `helm upgrade
     --reuse-values` pointing the chart at it (and at the hub); the default policy now issues tokens."""
-    controlplane.kubectl("create", "secret", "generic", "jupyterhub-mcp-hub-token", "-n", release.namespace,
-                         "--from-file=token=/dev/stdin", input=jupyterhub.service_token)
-    controlplane.helm("upgrade", RELEASE, str(CHART), "-n", release.namespace, "--reuse-values",
-                      "--set", "hub.serviceToken.existingSecret=jupyterhub-mcp-hub-token",
-                      "--set", f"hub.apiUrl={jupyterhub.api_url}",
-                      "--set", "defaultPolicy.spec.tokens.issue=true")
+    controlplane.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "jupyterhub-mcp-hub-token",
+        "-n",
+        release.namespace,
+        "--from-file=token=/dev/stdin",
+        input=jupyterhub.service_token,
+    )
+    controlplane.helm(
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "-n",
+        release.namespace,
+        "--reuse-values",
+        "--set",
+        "hub.serviceToken.existingSecret=jupyterhub-mcp-hub-token",
+        "--set",
+        f"hub.apiUrl={jupyterhub.api_url}",
+        "--set",
+        "defaultPolicy.spec.tokens.issue=true",
+    )
     yield
 
 
@@ -366,9 +470,16 @@ def operator_process(controlplane, release, hub_registered, tmp_path) -> Iterato
     assert env["JUPYTERHUB_API_TOKEN"], "the chart did not pass the hub service token"
     log_path = tmp_path / "operator.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
+
         def ready() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"operator exited ({process.returncode}):\n{log_path.read_text()}")
@@ -391,7 +502,8 @@ def operator_process(controlplane, release, hub_registered, tmp_path) -> Iterato
 
 @pytest.mark.hub
 def test_operator_as_the_chart_service_account_does_its_whole_job(
-        controlplane, release, jupyterhub, operator_process):
+    controlplane, release, jupyterhub, operator_process
+):
     """The real operator, authenticated as the chart's ServiceAccount and configured from the chart's
     Deployment, injects a user pod through the chart's webhook registration, wires its Service,
     Ingress and NetworkPolicy, mints the user's token from the real hub into a Secret, updates the
@@ -400,11 +512,20 @@ def test_operator_as_the_chart_service_account_does_its_whole_job(
     ns, user, pod_name = release.namespace, "bob", "jupyter-bob"
     log = operator_process["log"]
     # What KubeSpawner puts on a user pod (the hub URL and the server's token, which the sidecar reuses).
-    hub_env = {"JUPYTERHUB_API_URL": jupyterhub.api_url, "JUPYTERHUB_API_TOKEN": "server-token",
-               "JUPYTERHUB_USER": user, "JUPYTERHUB_SERVICE_PREFIX": f"/user/{user}/"}
-    pod = create_pod(controlplane, pod_name, ns,
-                     {"component": "singleuser-server", "hub.jupyter.org/username": user},
-                     annotations={"hub.jupyter.org/username": user}, env=hub_env)
+    hub_env = {
+        "JUPYTERHUB_API_URL": jupyterhub.api_url,
+        "JUPYTERHUB_API_TOKEN": "server-token",
+        "JUPYTERHUB_USER": user,
+        "JUPYTERHUB_SERVICE_PREFIX": f"/user/{user}/",
+    }
+    pod = create_pod(
+        controlplane,
+        pod_name,
+        ns,
+        {"component": "singleuser-server", "hub.jupyter.org/username": user},
+        annotations={"hub.jupyter.org/username": user},
+        env=hub_env,
+    )
     annotations = pod["metadata"].get("annotations", {})
     assert annotations.get("mcp.jupyterhub.org/injected", "").startswith("default/"), log.read_text()
     spec = pod["spec"]
@@ -414,14 +535,17 @@ def test_operator_as_the_chart_service_account_does_its_whole_job(
 
     def wired() -> bool:
         names = controlplane.kubectl("get", "service,ingress,networkpolicy", "-n", ns, "-o", "name")
-        return all(f"{kind}/{pod_name}-mcp" in names for kind in (
-            "service", "ingress.networking.k8s.io", "networkpolicy.networking.k8s.io"))
+        return all(
+            f"{kind}/{pod_name}-mcp" in names
+            for kind in ("service", "ingress.networking.k8s.io", "networkpolicy.networking.k8s.io")
+        )
 
     wait_until(f"Service, Ingress and NetworkPolicy {pod_name}-mcp", wired, timeout=90)
 
     def token_secret() -> dict | None:
-        found = controlplane.kubectl("get", "secret", f"mcp-token-{user}", "-n", ns, "--ignore-not-found",
-                                     "-o", "json")
+        found = controlplane.kubectl(
+            "get", "secret", f"mcp-token-{user}", "-n", ns, "--ignore-not-found", "-o", "json"
+        )
         return json.loads(found) if found.strip() else None
 
     secret = wait_until(f"Secret mcp-token-{user}", token_secret, timeout=90)
@@ -437,8 +561,9 @@ def test_operator_as_the_chart_service_account_does_its_whole_job(
     wait_until("MCPPolicy default status.injected", status_counts, timeout=90)
 
     def event_posted() -> bool:
-        events = get_json(controlplane, "events", "-n", ns, "--field-selector",
-                          f"involvedObject.name={pod_name}")["items"]
+        events = get_json(
+            controlplane, "events", "-n", ns, "--field-selector", f"involvedObject.name={pod_name}"
+        )["items"]
         return any(e["reason"] == "MCPWired" for e in events)
 
     wait_until("MCPWired event on the pod", event_posted, timeout=60)
@@ -447,6 +572,16 @@ def test_operator_as_the_chart_service_account_does_its_whole_job(
 
     # The operator's own credentials, one step outside its namespace: refused.
     outside = subprocess.run(
-        [str(controlplane.bin_dir / "kubectl"), f"--kubeconfig={operator_process['kubeconfig']}",
-         "get", "secrets", "-n", "default"], capture_output=True, text=True, timeout=60)
+        [
+            str(controlplane.bin_dir / "kubectl"),
+            f"--kubeconfig={operator_process['kubeconfig']}",
+            "get",
+            "secrets",
+            "-n",
+            "default",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert outside.returncode != 0 and "Forbidden" in outside.stderr, outside.stderr

@@ -72,8 +72,11 @@ def test_default_objects(default):
         ("Service", "jupyterhub-mcp-webhook"),
         ("ServiceAccount", "jupyterhub-mcp"),
     ]
-    namespaced = [o for o in default if o["kind"] not in ("ClusterRole", "ClusterRoleBinding",
-                                                          "MutatingWebhookConfiguration")]
+    namespaced = [
+        o
+        for o in default
+        if o["kind"] not in ("ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration")
+    ]
     assert {o["metadata"]["namespace"] for o in namespaced} == {"jhub"}
 
 
@@ -88,10 +91,15 @@ def test_rbac_is_exactly_what_the_operator_uses(values, request):
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule
             assert "resourceNames" not in rule and "nonResourceURLs" not in rule
     sa = one(objects, "ServiceAccount")["metadata"]["name"]
-    for binding, role_obj in ((one(objects, "RoleBinding"), role),
-                              (one(objects, "ClusterRoleBinding"), cluster_role)):
-        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role_obj["kind"],
-                                      "name": role_obj["metadata"]["name"]}
+    for binding, role_obj in (
+        (one(objects, "RoleBinding"), role),
+        (one(objects, "ClusterRoleBinding"), cluster_role),
+    ):
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": role_obj["kind"],
+            "name": role_obj["metadata"]["name"],
+        }
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": "jhub"}]
     assert one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == sa
 
@@ -128,9 +136,19 @@ def test_deployment_runs_one_locked_down_operator(default):
     assert mounts["tmp"]["mountPath"] == "/tmp" and "emptyDir" in volumes["tmp"]
     env = env_of(deployment)
     assert env["MCP_OPERATOR_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
-    assert {name: env[name].get("value") for name in (
-        "MCP_WEBHOOK_PORT", "MCP_HEALTH_PORT", "MCP_WEBHOOK_TLS_CERT", "MCP_WEBHOOK_TLS_KEY",
-        "MCP_NATIVE_SIDECAR", "MCP_INGRESS_SELECTOR", "MCP_SIDECAR_IMAGE", "JUPYTERHUB_API_URL")} == {
+    assert {
+        name: env[name].get("value")
+        for name in (
+            "MCP_WEBHOOK_PORT",
+            "MCP_HEALTH_PORT",
+            "MCP_WEBHOOK_TLS_CERT",
+            "MCP_WEBHOOK_TLS_KEY",
+            "MCP_NATIVE_SIDECAR",
+            "MCP_INGRESS_SELECTOR",
+            "MCP_SIDECAR_IMAGE",
+            "JUPYTERHUB_API_URL",
+        )
+    } == {
         "MCP_WEBHOOK_PORT": "8443",
         "MCP_HEALTH_PORT": "8080",
         "MCP_WEBHOOK_TLS_CERT": "/tls/tls.crt",
@@ -148,10 +166,14 @@ def test_webhook_configuration(default):
     (webhook,) = one(default, "MutatingWebhookConfiguration")["webhooks"]
     service = one(default, "Service")
     assert webhook["clientConfig"]["service"] == {
-        "name": service["metadata"]["name"], "namespace": "jhub", "path": "/mutate-pod", "port": 443,
+        "name": service["metadata"]["name"],
+        "namespace": "jhub",
+        "path": "/mutate-pod",
+        "port": 443,
     }
-    assert service["spec"]["ports"] == [{"name": "webhook", "port": 443, "targetPort": "webhook",
-                                         "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [
+        {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
+    ]
     assert service["spec"]["selector"] == one(default, "Deployment")["spec"]["selector"]["matchLabels"]
     assert webhook["objectSelector"] == {"matchLabels": {"component": "singleuser-server"}}
     assert webhook["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "jhub"}}
@@ -160,8 +182,15 @@ def test_webhook_configuration(default):
     assert webhook["sideEffects"] == "None"
     assert webhook["admissionReviewVersions"] == ["v1"]
     assert webhook["reinvocationPolicy"] == "IfNeeded"
-    assert webhook["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
-                                 "operations": ["CREATE"], "scope": "Namespaced"}]
+    assert webhook["rules"] == [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["pods"],
+            "operations": ["CREATE"],
+            "scope": "Namespaced",
+        }
+    ]
 
 
 def test_generated_tls_chains_to_the_ca_bundle_for_the_service_name(default):
@@ -175,7 +204,8 @@ def test_generated_tls_chains_to_the_ca_bundle_for_the_service_name(default):
     cert.verify_directly_issued_by(ca)
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-        x509.DNSName)
+        x509.DNSName
+    )
     assert "jupyterhub-mcp-webhook.jhub.svc" in names
     lifetime = cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
     assert lifetime > datetime.timedelta(days=3600)
@@ -183,8 +213,12 @@ def test_generated_tls_chains_to_the_ca_bundle_for_the_service_name(default):
 
 
 def test_webhook_by_url_for_an_operator_outside_the_cluster(render):
-    objects = render("--set", "webhook.url=https://127.0.0.1:9443/mutate-pod",
-                     "--set", "webhook.extraCertHosts={127.0.0.1,operator.example.org}")
+    objects = render(
+        "--set",
+        "webhook.url=https://127.0.0.1:9443/mutate-pod",
+        "--set",
+        "webhook.extraCertHosts={127.0.0.1,operator.example.org}",
+    )
     (webhook,) = one(objects, "MutatingWebhookConfiguration")["webhooks"]
     assert webhook["clientConfig"]["url"] == "https://127.0.0.1:9443/mutate-pod"
     assert "service" not in webhook["clientConfig"]
@@ -211,10 +245,12 @@ def test_full_values(full):
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"webhook": 9443, "health": 9090}
     env = env_of(deployment)
     assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"] == {
-        "secretKeyRef": {"name": "jupyterhub-mcp-hub-token", "key": "api-token"}}
+        "secretKeyRef": {"name": "jupyterhub-mcp-hub-token", "key": "api-token"}
+    }
     assert env["MCP_SIDECAR_IMAGE"]["value"] == "registry.example.org/jupyterhub-mcp/sidecar:1.2.3"
     assert env["MCP_INGRESS_SELECTOR"]["value"] == (
-        "ns=kubernetes.io/metadata.name=ingress-nginx;pod=app.kubernetes.io/name=ingress-nginx")
+        "ns=kubernetes.io/metadata.name=ingress-nginx;pod=app.kubernetes.io/name=ingress-nginx"
+    )
     assert env["MCP_NATIVE_SIDECAR"]["value"] == "false"
     assert env["MCP_WEBHOOK_PORT"]["value"] == "9443" and env["MCP_HEALTH_PORT"]["value"] == "9090"
     assert env["JUPYTERHUB_API_URL"]["value"] == "http://hub.jhub.svc:8081/hub/api"
@@ -244,7 +280,8 @@ def test_cert_manager_with_an_existing_issuer(full):
     assert certificate["spec"]["issuerRef"] == {"name": "cluster-ca", "kind": "ClusterIssuer"}
     configuration = one(full, "MutatingWebhookConfiguration")
     assert configuration["metadata"]["annotations"] == {
-        "cert-manager.io/inject-ca-from": f"jhub/{certificate['metadata']['name']}"}
+        "cert-manager.io/inject-ca-from": f"jhub/{certificate['metadata']['name']}"
+    }
     (webhook,) = configuration["webhooks"]
     assert "caBundle" not in webhook["clientConfig"]
     mounted = one(full, "Deployment")["spec"]["template"]["spec"]["volumes"]
@@ -256,8 +293,10 @@ def test_cert_manager_self_signed_issuer(render):
     objects = render("--set", "webhook.certManager.enabled=true")
     issuer = one(objects, "Issuer")
     assert issuer["spec"] == {"selfSigned": {}}
-    assert one(objects, "Certificate")["spec"]["issuerRef"] == {"name": issuer["metadata"]["name"],
-                                                                "kind": "Issuer"}
+    assert one(objects, "Certificate")["spec"]["issuerRef"] == {
+        "name": issuer["metadata"]["name"],
+        "kind": "Issuer",
+    }
 
 
 @pytest.mark.parametrize(
@@ -281,10 +320,16 @@ def test_schema_rejects_bad_values(helm_bin, args, complaint):
 
 
 def test_notes_tell_the_admin_the_two_steps(helm_bin):
-    result = run_helm(helm_bin, "install", "jupyterhub-mcp", str(CHART), "--namespace", "jhub",
-                      "--dry-run=client")
+    result = run_helm(
+        helm_bin, "install", "jupyterhub-mcp", str(CHART), "--namespace", "jhub", "--dry-run=client"
+    )
     notes = result.stdout.split("NOTES:", 1)[1]
-    for expected in ("hub:\n       services:\n         jupyterhub-mcp:", "loadRoles:",
-                     'scopes: ["tokens"]', "hub.serviceToken.existingSecret",
-                     "kubectl -n jhub apply -f", "https://<your hub host>/user/<name>/mcp"):
+    for expected in (
+        "hub:\n       services:\n         jupyterhub-mcp:",
+        "loadRoles:",
+        'scopes: ["tokens"]',
+        "hub.serviceToken.existingSecret",
+        "kubectl -n jhub apply -f",
+        "https://<your hub host>/user/<name>/mcp",
+    ):
         assert expected in notes, expected
