@@ -636,16 +636,18 @@ class NotebookTools:
             live = bool(execution.path and execution.cell_id) and await self.notebooks.collaborative()
             deadline = execution.started + timeout
             last_saved = 0.0
+            unsaved = False  # output arrived that the notebook does not show yet
             while not execution.done.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     await self._stop_overdue(execution, timeout)
                     break
-                changed = await execution.next_change(min(remaining, LIVE_SAVE_EVERY) if live else remaining)
-                if live and changed and not execution.done.is_set():
-                    if time.monotonic() - last_saved >= LIVE_SAVE_EVERY:
-                        await self._save_outputs(execution)
-                        last_saved = time.monotonic()
+                wait = min(remaining, LIVE_SAVE_EVERY) if live else remaining
+                unsaved = await execution.next_change(wait) or unsaved
+                due = time.monotonic() - last_saved >= LIVE_SAVE_EVERY
+                if live and unsaved and due and not execution.done.is_set():
+                    await self._save_outputs(execution)
+                    last_saved, unsaved = time.monotonic(), False
             if execution.path and execution.cell_id:
                 await self._save_outputs(execution)
         finally:
