@@ -2,10 +2,12 @@
 
 When each thing happens, and why this shape:
 
-- A user pod turns Running (or the operator resumes and finds it Running): ensure its token.
-  These are kopf *changing* handlers, so a hub outage is retried with backoff by kopf itself
-  (`TemporaryError`), while an Event on the pod and the `HubTokens` condition on the MCPPolicy say
-  what is wrong. The user's server keeps running either way: nothing here blocks the pod.
+- A user pod is seen Running (its first event after it starts, or after the operator starts):
+  issue its token once, in a background task that retries with growing backoff while the hub is
+  unreachable or refusing, while a Warning Event on the pod and the `HubTokens` condition on the
+  MCPPolicy say what is wrong. A raw event handler (`on.event`), like the operator's other pod
+  handlers: kopf's change handlers would write their bookkeeping annotations onto user pods. The
+  user's server keeps running either way: nothing here blocks or touches the pod.
 - Rotation: a kopf timer on the token *Secret*, not on the pod. kopf puts a finalizer on every
   object that has a timer, and a finalizer on user pods would leave them Terminating whenever the
   operator is down, so user pods never get one. The Secret is ours: its finalizer (below) only
@@ -46,6 +48,7 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "jupyterhub-mcp"}
 POD_LABEL = "mcp.jupyterhub.org/pod"
 USER_PODS = {"component": "singleuser-server"}
 POLICY_GROUP, POLICY_VERSION, POLICY_PLURAL = "mcp.jupyterhub.org", "v1alpha1", "mcppolicies"
+FIELD_MANAGER = "jupyterhub-mcp-tokens"
 
 # How often each token Secret is checked for rotation. Read once at import: kopf fixes a timer's
 # interval when the handler is registered.
@@ -137,10 +140,12 @@ class Kube:
     async def set_policy_condition(
         self, namespace: str, name: str, *, status: bool, reason: str, message: str
     ) -> None:
+        """Server-side apply of the HubTokens condition alone, under its own field manager: the
+        conditions list is a map keyed by type, so the policy controller's Ready stays its own."""
         policy = await self.read_policy(namespace, name)
         if policy is None:
             return
-        conditions = tokens.with_condition(
+        condition = tokens.hub_tokens_condition(
             (policy.get("status") or {}).get("conditions") or [],
             status=status,
             reason=reason,
@@ -148,8 +153,10 @@ class Kube:
             now=datetime.now(UTC),
         )
         body = {
-            "metadata": {"resourceVersion": policy["metadata"]["resourceVersion"]},
-            "status": {"conditions": conditions},
+            "apiVersion": f"{POLICY_GROUP}/{POLICY_VERSION}",
+            "kind": "MCPPolicy",
+            "metadata": {"name": name},
+            "status": {"conditions": [condition]},
         }
         await asyncio.to_thread(
             self.custom.patch_namespaced_custom_object_status,
@@ -159,6 +166,9 @@ class Kube:
             POLICY_PLURAL,
             name,
             body,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
         )
 
 
@@ -354,6 +364,10 @@ async def start_token_issuer(logger: logging.Logger, **_: Any) -> None:
 @kopf.on.cleanup()
 async def stop_token_issuer(**_: Any) -> None:
     global _reconciler
+    for task in list(_issuers.values()):
+        task.cancel()
+    _issuers.clear()
+    _issued.clear()
     if _reconciler is not None:
         await _reconciler.hub.aclose()
         _reconciler.kube.api.close()
@@ -385,24 +399,36 @@ def _is_running(body: kopf.Body, **_: Any) -> bool:
     return (body.get("status") or {}).get("phase") == "Running"
 
 
-@kopf.on.resume(
-    "pods",
-    id="hub-token-resume",
-    labels=USER_PODS,
-    annotations={ANN_INJECTED: kopf.PRESENT},
-    when=_is_running,
-)
-@kopf.on.field(
-    "pods",
-    id="hub-token-running",
-    field="status.phase",
-    new="Running",
-    labels=USER_PODS,
-    annotations={ANN_INJECTED: kopf.PRESENT},
-)
-async def issue_token(body: kopf.Body, retry: int = 0, **_: Any) -> None:
-    # Thorough: at start and on resume the hub is asked, so strays from before a restart are revoked.
-    await _reconcile_pod(body, thorough=True, retry=retry)
+# Issuance runs in one background task per pod, so a hub outage is retried (with backoff) without
+# holding up kopf's event processing, and without kopf writing anything onto the user pod.
+_issuers: dict[str, asyncio.Task[None]] = {}
+_issued: set[str] = set()  # pod uids handled since this process started (then the timer takes over)
+
+
+async def _issue_until_done(pod: Mapping[str, Any]) -> None:
+    meta = pod["metadata"]
+    retry = 0
+    while _reconciler is not None:
+        try:
+            # Thorough: the hub is asked, so strays from before a restart are revoked.
+            await _reconcile_pod(pod, thorough=True, retry=retry)
+            _issued.add(meta["uid"])
+            return
+        except kopf.TemporaryError as e:
+            delay = e.delay or tokens.retry_delay(retry, RETRY_DELAY)
+        except ApiException as e:
+            log.warning("hub token for pod %s: Kubernetes API said %s %s", meta["name"], e.status, e.reason)
+            delay = tokens.retry_delay(retry, RETRY_DELAY)
+        await asyncio.sleep(delay)
+        retry += 1
+        current = await _reconciler.kube.read_pod(meta["namespace"], meta["name"]) if _reconciler else None
+        if current is None or current["metadata"]["uid"] != meta["uid"] or not _is_running(current):
+            return
+        pod = current
+
+
+def _is_running(body: Mapping[str, Any], **_: Any) -> bool:
+    return (body.get("status") or {}).get("phase") == "Running"
 
 
 @kopf.timer(
@@ -427,17 +453,37 @@ async def rotate_token(body: kopf.Body, retry: int = 0, **_: Any) -> None:
     await _reconcile_pod(pod, thorough=False, retry=retry)
 
 
-def _is_gone(**kwargs: Any) -> bool:
+def _deleted_or_running(body: kopf.Body, **kwargs: Any) -> bool:
     """Raw event filters, so kopf neither runs nor logs the handlers for every other event."""
-    return kwargs.get("type") == "DELETED"
+    return kwargs.get("type") == "DELETED" or _is_running(body)
 
 
 def _is_going(body: kopf.Body, **kwargs: Any) -> bool:
-    return _is_gone(**kwargs) or bool(body.get("metadata", {}).get("deletionTimestamp"))
+    return kwargs.get("type") == "DELETED" or bool(body.get("metadata", {}).get("deletionTimestamp"))
 
 
-@kopf.on.event("pods", labels=USER_PODS, annotations={ANN_INJECTED: kopf.PRESENT}, when=_is_gone)
-async def revoke_on_pod_deleted(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+@kopf.on.event("pods", labels=USER_PODS, annotations={ANN_INJECTED: kopf.PRESENT}, when=_deleted_or_running)
+async def pod_tokens(type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+    """Running: issue once per pod and process start. DELETED: revoke. A raw event handler, like
+    the operator's other pod handlers: user pods stay read-only to us (no kopf annotations)."""
+    uid = body["metadata"]["uid"]
+    if _reconciler is None:
+        return
+    if type == "DELETED":
+        task = _issuers.pop(uid, None)
+        if task is not None:
+            task.cancel()
+        _issued.discard(uid)
+        await _revoke_pod(body, logger)
+    elif _is_running(body) and not body["metadata"].get("deletionTimestamp"):
+        if uid in _issued or (uid in _issuers and not _issuers[uid].done()):
+            return
+        task = asyncio.get_running_loop().create_task(_issue_until_done(dict(body)))
+        _issuers[uid] = task
+        task.add_done_callback(lambda t: _issuers.pop(uid, None) if _issuers.get(uid) is t else None)
+
+
+async def _revoke_pod(body: kopf.Body, logger: logging.Logger) -> None:
     server = user_server(body)
     if _reconciler is None or server is None:
         return
@@ -445,7 +491,7 @@ async def revoke_on_pod_deleted(body: kopf.Body, logger: logging.Logger, **_: An
     try:
         revoked = await _reconciler.revoke_pod_tokens(server)
     except HubError as e:
-        # Not retried here (raw events are not); the Secret's deletion retries, the TTL bounds it.
+        # Not retried here; the Secret's deletion retries, the TTL bounds it.
         logger.warning("pod %s deleted, its hub tokens not revoked yet: %s", server.pod_name, e)
         return
     if revoked:

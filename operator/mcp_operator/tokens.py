@@ -350,10 +350,11 @@ class UserServer:
         }
 
 
-def with_condition(
+def hub_tokens_condition(
     conditions: Iterable[Mapping[str, Any]], *, status: bool, reason: str, message: str, now: datetime
-) -> list[dict[str, Any]]:
-    """The policy's conditions with ours set; lastTransitionTime moves only when the status does."""
+) -> dict[str, Any]:
+    """Our condition for the policy's status, given its current conditions: lastTransitionTime
+    moves only when the status does. (Applied on its own: the list is a map keyed by type.)"""
     new = {
         "type": CONDITION_TYPE,
         "status": "True" if status else "False",
@@ -361,12 +362,7 @@ def with_condition(
         "message": message,
         "lastTransitionTime": format_time(now.replace(microsecond=0)),
     }
-    out: list[dict[str, Any]] = []
-    for cond in conditions:
-        if cond.get("type") == CONDITION_TYPE:
-            if cond.get("status") == new["status"] and cond.get("lastTransitionTime"):
-                new["lastTransitionTime"] = cond["lastTransitionTime"]
-            continue
-        out.append(dict(cond))
-    out.append(new)
-    return out
+    old = next((c for c in conditions if c.get("type") == CONDITION_TYPE), None)
+    if old and old.get("status") == new["status"] and old.get("lastTransitionTime"):
+        new["lastTransitionTime"] = old["lastTransitionTime"]
+    return new

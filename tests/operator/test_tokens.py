@@ -446,6 +446,9 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         assert [(r.kind, r.uid) for r in secret.metadata.owner_references] == [("Pod", pod.metadata.uid)]
         assert secret.metadata.annotations[tokens.ANN_TOKEN_ID] == first["token_id"]
         assert not pod.metadata.finalizers  # user pods never get a finalizer from us
+        assert not [
+            k for k in pod.metadata.annotations if k.startswith("kopf.zalando.org/")
+        ]  # nor kopf state
         # the value lives in the Secret's data only (kopf keeps no copy in an annotation)
         assert not [v for v in (secret.metadata.annotations or {}).values() if first["token"] in v]
 

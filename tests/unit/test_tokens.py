@@ -220,16 +220,22 @@ def test_user_server_from_pod() -> None:
 
 
 def test_condition_keeps_transition_time_while_status_holds() -> None:
-    other = {"type": "Ready", "status": "True"}
-    first = t.with_condition([other], status=False, reason="HubUnavailable", message="down", now=NOW)
-    assert first[0] == other and first[1]["status"] == "False"
+    ready = {"type": "Ready", "status": "True", "lastTransitionTime": "2025-01-01T00:00:00Z"}
+    first = t.hub_tokens_condition([ready], status=False, reason="HubUnavailable", message="down", now=NOW)
+    assert first == {
+        "type": "HubTokens",
+        "status": "False",
+        "reason": "HubUnavailable",
+        "message": "down",
+        "lastTransitionTime": "2026-01-01T12:00:00Z",
+    }
     later = NOW + timedelta(minutes=5)
-    same = t.with_condition(first, status=False, reason="HubUnavailable", message="still down", now=later)
-    assert same[1]["lastTransitionTime"] == first[1]["lastTransitionTime"]
-    assert same[1]["message"] == "still down"
-    back = t.with_condition(same, status=True, reason="Issued", message="ok", now=later)
-    assert back[1]["status"] == "True" and back[1]["lastTransitionTime"] == t.format_time(later)
-    assert len(back) == 2
+    same = t.hub_tokens_condition(
+        [ready, first], status=False, reason="HubUnavailable", message="x", now=later
+    )
+    assert same["lastTransitionTime"] == first["lastTransitionTime"] and same["message"] == "x"
+    back = t.hub_tokens_condition([ready, same], status=True, reason="Issued", message="ok", now=later)
+    assert back["status"] == "True" and back["lastTransitionTime"] == t.format_time(later)
 
 
 def test_periodic_check_asks_the_hub_only_when_due() -> None:
