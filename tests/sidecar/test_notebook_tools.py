@@ -308,6 +308,26 @@ async def test_restart_and_interrupt_and_list_kernels(client, notebook) -> None:
     assert "NameError" in text(await call(client, "execute_code", path=notebook, code="kept"))
 
 
+async def test_interrupt_kernel_stops_a_running_cell(client, notebook) -> None:
+    started = asyncio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        started.set()
+
+    running = asyncio.create_task(
+        client.call_tool(
+            "insert_and_execute",
+            {"path": notebook, "source": "import time\ntime.sleep(60)", "timeout": 120},
+            progress_callback=on_progress,
+        )
+    )
+    await asyncio.wait_for(started.wait(), 30)
+    await call(client, "interrupt_kernel", path=notebook)
+    result = await asyncio.wait_for(running, 30)
+    assert "KeyboardInterrupt" in text(result)
+    assert result.structured_content["status"] == "error"
+
+
 async def test_list_files_depth_pattern_and_paging(client, jupyter) -> None:
     folder = unique("dir").removesuffix(".ipynb")
     for name in ("a.ipynb", "b.ipynb", "sub/c.ipynb", "notes.txt"):
