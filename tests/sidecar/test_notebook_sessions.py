@@ -224,3 +224,27 @@ async def test_a_running_cell_shows_its_output_live(sidecar, jupyter) -> None:
             result = await running
             assert "first" in text(result) and "second" in text(result)
             await wait_until(changed, lambda: "second" in str(notebook.get_cell(0).get("outputs")))
+
+
+async def test_idle_rooms_are_closed_and_reopened_on_use(jupyter) -> None:
+    from mcp_sidecar.jupyter.documents import Notebooks
+    from mcp_sidecar.jupyter.server import JupyterServer
+
+    from tests.sidecar.notebook_helpers import write_notebook
+
+    path = unique("idle")
+    write_notebook(jupyter, path, ["x = 1"])
+    server = JupyterServer(jupyter.url, jupyter.token)
+    notebooks = Notebooks(server, room_idle_timeout=0.5)
+    try:
+        async with notebooks.read(path) as cells:
+            assert len(cells) == 1
+        room = notebooks._rooms[path]
+        await asyncio.wait_for(room.closed.wait(), 15)  # closed by its idle timer, nothing polled
+        assert path not in notebooks._rooms
+        async with notebooks.read(path) as cells:
+            assert cells.all()[0]["source"] == "x = 1"
+        assert notebooks._rooms[path] is not room
+    finally:
+        await notebooks.aclose()
+        await server.aclose()

@@ -161,10 +161,6 @@ class Notebooks:
         for room in rooms:
             await room.close()
 
-    @property
-    def open_rooms(self) -> list[str]:
-        return sorted(self._rooms)
-
     # -- collaboration -----------------------------------------------------------------------------
 
     async def _room(self, path: str) -> Room:
