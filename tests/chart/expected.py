@@ -12,7 +12,7 @@ NAMESPACED: list[tuple[str, str, tuple[str, ...]]] = [
     ("", "secrets", CHILD_VERBS),
     ("networking.k8s.io", "ingresses", CHILD_VERBS),
     ("networking.k8s.io", "networkpolicies", CHILD_VERBS),
-    ("", "events", ("create", "patch")),
+    ("", "events", ("create",)),
     ("mcp.jupyterhub.org", "mcppolicies", ("get", "list", "watch", "patch")),
     ("mcp.jupyterhub.org", "mcppolicies/status", ("patch",)),
 ]

@@ -333,6 +333,7 @@ def test_every_needed_verb_is_allowed(controlplane, release):
         ("delete", "namespaces"),
         ("create", "serviceaccounts", "--subresource", "token", "-n", "{ns}"),
         ("bind", "roles.rbac.authorization.k8s.io", "-n", "{ns}"),
+        ("patch", "events", "-n", "{ns}"),
     ],
 )
 def test_forbidden_calls_are_denied(controlplane, release, request_args):
