@@ -122,6 +122,12 @@ class Kube:
                 return None
             raise
 
+    async def list_user_pods(self, namespace: str) -> list[dict[str, Any]]:
+        found = await asyncio.to_thread(
+            self.core.list_namespaced_pod, namespace, label_selector="component=singleuser-server"
+        )
+        return [self._dict(pod) for pod in found.items]
+
     async def read_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return await asyncio.to_thread(
@@ -368,6 +374,7 @@ async def stop_token_issuer(**_: Any) -> None:
         task.cancel()
     _issuers.clear()
     _issued.clear()
+    _policy_generations.clear()
     if _reconciler is not None:
         await _reconciler.hub.aclose()
         _reconciler.kube.api.close()
@@ -387,6 +394,7 @@ async def _reconcile_pod(body: kopf.Body, *, thorough: bool, retry: int = 0) -> 
         kopf.warn(server.pod_reference(), reason="BadTokenPolicy", message=str(e))
         return
     if policy is None or not policy.tokens.issue:
+        _issued.discard(server.pod_uid)  # so a policy issuing again reaches this pod
         try:
             await _reconciler.withdraw(server)
         except HubError as e:
@@ -475,12 +483,49 @@ async def pod_tokens(type: str | None, body: kopf.Body, logger: logging.Logger, 
             task.cancel()
         _issued.discard(uid)
         await _revoke_pod(body, logger)
-    elif _is_running(body) and not body["metadata"].get("deletionTimestamp"):
-        if uid in _issued or (uid in _issuers and not _issuers[uid].done()):
-            return
-        task = asyncio.get_running_loop().create_task(_issue_until_done(dict(body)))
-        _issuers[uid] = task
-        task.add_done_callback(lambda t: _issuers.pop(uid, None) if _issuers.get(uid) is t else None)
+    elif not body["metadata"].get("deletionTimestamp"):
+        _schedule_issue(body)
+
+
+def _schedule_issue(pod: Mapping[str, Any]) -> None:
+    """Start issuing for a Running pod unless that is done or under way in this process."""
+    uid = pod["metadata"]["uid"]
+    if not _is_running(pod) or uid in _issued or (uid in _issuers and not _issuers[uid].done()):
+        return
+    task = asyncio.get_running_loop().create_task(_issue_until_done(dict(pod)))
+    _issuers[uid] = task
+    task.add_done_callback(lambda t: _issuers.pop(uid, None) if _issuers.get(uid) is t else None)
+
+
+_policy_generations: dict[tuple[str, str], int] = {}
+
+
+@kopf.on.event(POLICY_GROUP, POLICY_VERSION, POLICY_PLURAL)
+async def policy_tokens(type: str | None, body: kopf.Body, **_: Any) -> None:
+    """A policy (re)starts issuing tokens: its Running pods get theirs now, not at their next event.
+    (Stopping is the rotation check's job: it withdraws.) Only spec changes count, not status."""
+    meta = body["metadata"]
+    key = (meta["namespace"], meta["name"])
+    if type == "DELETED":
+        _policy_generations.pop(key, None)
+        return
+    if _reconciler is None or _policy_generations.get(key) == meta.get("generation"):
+        return
+    _policy_generations[key] = meta.get("generation", 0)
+    try:
+        policy = Policy.from_object(body)
+    except ValueError:
+        return  # the policy controller reports invalid policies
+    if not policy.tokens.issue:
+        return
+    for pod in await _reconciler.kube.list_user_pods(meta["namespace"]):
+        server = user_server(pod)
+        if (
+            server is not None
+            and server.policy == policy.name
+            and not pod["metadata"].get("deletionTimestamp")
+        ):
+            _schedule_issue(pod)
 
 
 async def _revoke_pod(body: kopf.Body, logger: logging.Logger) -> None:

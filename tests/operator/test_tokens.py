@@ -587,6 +587,21 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         wait_until("no live tokens of ours for bob", lambda: not our_live_tokens(token_hub, "bob"))
         assert token_hub.whoami(current["token"]).status_code == 403
         assert core.read_namespaced_pod("jupyter-bob", ns).status.phase == "Running"
+
+        # 8. ... and issues again: bob's running server gets a token without any pod event
+        custom.patch_namespaced_custom_object(
+            "mcp.jupyterhub.org",
+            "v1alpha1",
+            ns,
+            "mcppolicies",
+            "tokens",
+            {"spec": {"tokens": {"issue": True}}},
+        )
+        again = wait_until(
+            "bob's token once the policy issues again", lambda: secret_values(core, ns, "mcp-token-bob")
+        )
+        seen_tokens.add(again["token"])
+        assert token_hub.whoami(again["token"]).status_code == 200
     except BaseException:
         print(f"--- operator log (tail) ---\n{operator.text()[-6000:]}")  # shown by pytest on failure
         raise
