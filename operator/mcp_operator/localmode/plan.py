@@ -158,6 +158,10 @@ def hub_config(
             "default_url": "/lab",
             "start_timeout": options.start_timeout,
             "http_timeout": options.start_timeout,
+            # SIGINT only makes a Jupyter server ask "Shutdown (y/[n])?" and carry on; SIGTERM
+            # stops it cleanly (kernels included) at once.
+            "interrupt_timeout": 0,
+            "term_timeout": 20,
         },
         "MCPLocalSpawner": {
             "home_dir_template": str(state / "{username}" / "home"),
