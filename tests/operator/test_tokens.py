@@ -611,3 +611,53 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         # every token value any user got, in every line the operator (debug level) and the hub wrote
         leaked = [t for t in seen_tokens if t in log or t in token_hub.log.read_text(errors="replace")]
         assert not leaked, "a token value appeared in a log"
+
+
+@pytest.mark.hub
+@pytest.mark.controlplane
+def test_full_operator_issues_and_the_webhook_mounts_the_secret(
+    controlplane: Any, kube_api: Any, k8s_namespace: str, token_hub: TokenHub, tmp_path: Path
+) -> None:
+    """The shipped process (`jupyterhub-mcp-operator`: webhook + all handlers) with the hub service
+    configured as the chart configures it: the user's pod is injected with the token Secret mounted
+    read-only into the notebook container, and the operator fills that Secret with a working token."""
+    from kubernetes import client
+
+    from tests.operator.operator_harness import OperatorProcess, install_crd, policy_object, user_pod
+
+    install_crd(controlplane)
+    core = client.CoreV1Api(kube_api)
+    custom = client.CustomObjectsApi(kube_api)
+    ns = k8s_namespace
+    spec = {"selection": {"users": ["alice"]}, "tokens": {"issue": True}}
+    custom.create_namespaced_custom_object(
+        "mcp.jupyterhub.org", "v1alpha1", ns, "mcppolicies", policy_object("issue", spec)
+    )
+    operator = OperatorProcess(controlplane, ns, tmp_path)
+    operator.env.update(
+        JUPYTERHUB_API_URL=token_hub.api_url,
+        JUPYTERHUB_API_TOKEN=SERVICE_TOKEN,
+        JUPYTERHUB_PUBLIC_URL=token_hub.public_url,
+    )
+    operator.start()
+    try:
+        operator.register_webhook(kube_api, "alice")
+        pod = core.create_namespaced_pod(ns, user_pod("alice"))
+        notebook = next(c for c in pod.spec.containers if c.name == "notebook")
+        mount = next(m for m in notebook.volume_mounts if m.mount_path == "/home/jovyan/.mcp")
+        assert mount.read_only
+        volume = next(v for v in pod.spec.volumes if v.name == mount.name)
+        assert volume.secret.secret_name == "mcp-token-alice" and volume.secret.optional
+
+        values = wait_until(
+            "the operator to fill alice's Secret", lambda: secret_values(core, ns, "mcp-token-alice")
+        )
+        me = token_hub.whoami(values["token"])
+        assert me.status_code == 200 and "access:servers!server=alice/" in me.json()["scopes"]
+        assert values["url"] == f"{token_hub.public_url}/user/alice/mcp"
+        assert values["token"] not in operator.text()
+    finally:
+        try:
+            operator.unregister_webhook(kube_api)
+        finally:
+            operator.stop()
