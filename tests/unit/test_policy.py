@@ -104,3 +104,30 @@ def test_highest_priority_wins_ties_by_name_in_any_order() -> None:
     assert select_policy([tie_b, tie_a, high], pod("u")).name == "a"
     assert select_policy([high, tie_a, tie_b], pod("u")).name == "a"
     assert select_policy([policy(users=["other"])], pod("u")) is None
+
+
+def test_status_counts() -> None:
+    from mcp_operator.main import policy_counts
+
+    def user_pod(user: str, uid: str, injected: str | None = None, deleting: bool = False) -> dict[str, Any]:
+        p = pod(user)
+        p["metadata"]["uid"] = uid
+        if injected:
+            p["metadata"]["annotations"]["mcp.jupyterhub.org/injected"] = injected
+        if deleting:
+            p["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        return p
+
+    mine = Policy.from_object(
+        {"metadata": {"name": "mine", "generation": 2}, "spec": {"selection": {"users": ["a*"]}}}
+    )
+    other = policy("other", users=["b*"])
+    pods = [
+        user_pod("alice", "1", "mine/2"),  # injected, wired at generation 2
+        user_pod("anna", "2", "mine/1"),  # injected, children still from generation 1
+        user_pod("ada", "3"),  # matched but created while the webhook was down
+        user_pod("bob", "4", "other/1"),
+        user_pod("amy", "5", "mine/2", deleting=True),  # going away: not counted
+    ]
+    wired = {"1": ("mine", 2), "2": ("mine", 1), "4": ("other", 1)}
+    assert policy_counts(mine, pods, (mine, other), wired) == {"matched": 3, "injected": 2, "ready": 1}
