@@ -334,6 +334,8 @@ def test_every_needed_verb_is_allowed(controlplane, release):
         ("create", "serviceaccounts", "--subresource", "token", "-n", "{ns}"),
         ("bind", "roles.rbac.authorization.k8s.io", "-n", "{ns}"),
         ("patch", "events", "-n", "{ns}"),
+        ("get", "services", "-n", "{ns}"),
+        ("update", "mcppolicies.mcp.jupyterhub.org", "-n", "{ns}"),
     ],
 )
 def test_forbidden_calls_are_denied(controlplane, release, request_args):
@@ -568,6 +570,35 @@ def test_operator_as_the_chart_service_account_does_its_whole_job(
         return any(e["reason"] == "MCPWired" for e in events)
 
     wait_until("MCPWired event on the pod", event_posted, timeout=60)
+
+    # A policy change that turns the route off: the operator deletes the Ingress it made.
+    controlplane.kubectl(
+        "patch",
+        "mcppolicy",
+        "default",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        '{"spec": {"route": {"enabled": false}}}',
+    )
+    wait_until(
+        f"Ingress {pod_name}-mcp deleted",
+        lambda: (
+            not controlplane.kubectl(
+                "get", "ingress", f"{pod_name}-mcp", "-n", ns, "--ignore-not-found", "-o", "name"
+            ).strip()
+        ),
+        timeout=90,
+    )
+
+    # The user's server goes away: the token is revoked at the hub and its Secret released.
+    controlplane.kubectl("delete", "pod", pod_name, "-n", ns, "--wait=false")
+    wait_until(f"Secret mcp-token-{user} gone", lambda: token_secret() is None, timeout=90)
+    revoked = httpx.get(
+        f"{jupyterhub.api_url}/user", headers={"Authorization": f"token {minted}"}, timeout=10
+    )
+    assert revoked.status_code == 403
     text = log.read_text()
     assert "Forbidden" not in text and " 403" not in text, text
 
