@@ -1,7 +1,8 @@
 """The chart installed with the real `helm` into the real test control plane (etcd + kube-apiserver
 with RBAC and admission webhooks on): CRD established, webhook registered with the chart's CA and
-actually called by the API server over TLS, CA kept across `helm upgrade`, and the operator's
-ServiceAccount allowed exactly what the operator needs and nothing else.
+actually called by the API server over TLS, CA kept across `helm upgrade`, the operator's
+ServiceAccount allowed exactly what the operator needs and nothing else, and the real operator,
+running as that ServiceAccount with the Deployment's configuration, doing its whole job.
 
 There is no cluster network here, so the webhook is registered by URL (`webhook.url`, the value for
 an operator outside the cluster) on 127.0.0.1 with the chart-generated certificate.
