@@ -124,6 +124,36 @@ def test_webhook_configuration_carries_the_chart_ca(controlplane, release):
     assert webhook["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": release.namespace}}
 
 
+def test_default_install_registers_the_service_and_uninstall_cleans_the_cluster(controlplane):
+    """Default values (the in-cluster Service), in a namespace of its own; `helm uninstall` leaves no
+    cluster-scoped object behind (only the CRD, which Helm never deletes)."""
+    namespace = f"chart-default-{uuid.uuid4().hex[:6]}"
+    cluster_name = f"{RELEASE}-{namespace}"
+    controlplane.kubectl("create", "namespace", namespace)
+    try:
+        controlplane.helm("install", RELEASE, str(CHART), "-n", namespace)
+        (webhook,) = get_json(controlplane, "mutatingwebhookconfiguration", cluster_name)["webhooks"]
+        assert webhook["clientConfig"]["service"] == {
+            "name": f"{RELEASE}-webhook",
+            "namespace": namespace,
+            "path": "/mutate-pod",
+            "port": 443,
+        }
+        ca = get_json(controlplane, "secret", "-n", namespace, f"{RELEASE}-webhook-tls")["data"]["ca.crt"]
+        assert webhook["clientConfig"]["caBundle"] == ca
+        deployment = get_json(controlplane, "deployment", "-n", namespace, RELEASE)
+        assert deployment["spec"]["replicas"] == 1
+        controlplane.helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout", "60s")
+        left = controlplane.kubectl(
+            "get", "mutatingwebhookconfiguration,clusterrole,clusterrolebinding", "-o", "name"
+        )
+        assert cluster_name not in left
+        controlplane.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
+    finally:
+        controlplane.helm("uninstall", RELEASE, "-n", namespace, check=False)
+        controlplane.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
 class AdmissionRecorder(BaseHTTPRequestHandler):
     """Stands in for the operator's webhook endpoint (this test is about the chart's registration
     and TLS, not the operator): records each AdmissionReview and marks the pod with an annotation."""
