@@ -201,3 +201,15 @@ def test_entrypoint_exists_in_clean_install(clean_install, kind):
     assert module_file in clean_install["names"], f"{script} -> {module}: {module_file} is not in the wheel"
     site_packages = next(clean_install["venv"].glob("lib/python*/site-packages"))
     assert f"def {function}(" in (site_packages / module_file).read_text()
+
+
+def test_wheel_carries_every_module_of_both_packages(clean_install):
+    # A sub-package without __init__.py is silently left out by setuptools' find_packages, and the
+    # image would fail only when that code path is first imported.
+    expected = {
+        str(path.relative_to(root))
+        for root in (REPO / "sidecar", REPO / "operator")
+        for path in root.glob("mcp_*/**/*.py")
+    }
+    missing = sorted(expected - set(clean_install["names"]))
+    assert missing == [], f"not in the wheel: {missing}"
