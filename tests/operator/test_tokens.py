@@ -18,7 +18,6 @@ import signal
 import subprocess
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -225,50 +224,13 @@ def test_client_rejects_missing_configuration() -> None:
 
 # --- the operator: real kube-apiserver + real hub ----------------------------------------------
 
-STAND_IN_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "mcppolicies.mcp.jupyterhub.org"},
-    "spec": {
-        "group": "mcp.jupyterhub.org",
-        "scope": "Namespaced",
-        "names": {"plural": "mcppolicies", "singular": "mcppolicy", "kind": "MCPPolicy"},
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                },
-            }
-        ],
-    },
-}
-
 
 @pytest.fixture(scope="module")
-def policy_crd(controlplane: Any) -> Iterator[None]:
-    """The MCPPolicy CRD. One already installed (e.g. by the chart tests) is used as it is; else the
-    real crds/mcppolicy.yaml. Should the API server reject that one, a schema-less stand-in keeps
-    these token tests running, with a warning naming the rejection (the CRD is tested elsewhere);
-    the stand-in is removed afterwards so no later test sees it."""
-    name = "crd/mcppolicies.mcp.jupyterhub.org"
-    stand_in = False
-    if controlplane.kubectl("get", name, "--ignore-not-found", "-o", "name").strip() == "":
-        try:
-            controlplane.kubectl("create", "-f", str(REPO / "crds" / "mcppolicy.yaml"))
-        except RuntimeError as rejected:
-            warnings.warn(
-                f"crds/mcppolicy.yaml not installable, token tests use a stand-in: {rejected}", stacklevel=1
-            )
-            controlplane.kubectl("create", "-f", "-", input=json.dumps(STAND_IN_CRD))
-            stand_in = True
-    controlplane.kubectl("wait", "--for=condition=Established", name, f"--timeout={WAIT:.0f}s")
-    yield
-    if stand_in:
-        controlplane.kubectl("delete", name, "--wait=true", f"--timeout={WAIT:.0f}s")
+def policy_crd(controlplane: Any) -> None:
+    """The real MCPPolicy CRD, installed the way the operator tests install it."""
+    from tests.operator.operator_harness import install_crd
+
+    install_crd(controlplane)
 
 
 class Operator:
@@ -616,16 +578,20 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
 @pytest.mark.hub
 @pytest.mark.controlplane
 def test_full_operator_issues_and_the_webhook_mounts_the_secret(
-    controlplane: Any, kube_api: Any, k8s_namespace: str, token_hub: TokenHub, tmp_path: Path
+    controlplane: Any,
+    kube_api: Any,
+    k8s_namespace: str,
+    policy_crd: None,
+    token_hub: TokenHub,
+    tmp_path: Path,
 ) -> None:
     """The shipped process (`jupyterhub-mcp-operator`: webhook + all handlers) with the hub service
     configured as the chart configures it: the user's pod is injected with the token Secret mounted
     read-only into the notebook container, and the operator fills that Secret with a working token."""
     from kubernetes import client
 
-    from tests.operator.operator_harness import OperatorProcess, install_crd, policy_object, user_pod
+    from tests.operator.operator_harness import OperatorProcess, policy_object, user_pod
 
-    install_crd(controlplane)
     core = client.CoreV1Api(kube_api)
     custom = client.CustomObjectsApi(kube_api)
     ns = k8s_namespace
