@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,7 @@ import pytest
 from mcp_operator.localmode.processes import check_port_free
 
 from tests.e2e.demo import DemoProcess, demo_args, running_demo
-from tests.sidecar.mcpclient import call, mcp_client, text
+from tests.sidecar.mcpclient import call, fails, mcp_client, text
 
 pytestmark = pytest.mark.e2e
 
@@ -47,22 +48,57 @@ def _wait(condition, what: str, timeout: float = 90.0) -> None:
         time.sleep(0.25)
 
 
-def test_server_stop_and_start_take_sidecar_and_route_along(tmp_path: Path) -> None:
-    with running_demo(tmp_path / "demo", "carol") as demo:
-        hub = f"http://127.0.0.1:{demo.hub_port}/hub/api/users/carol/server"
-        sidecar_pids = {p.pid for p in _sidecars(demo)}
-        assert len(sidecar_pids) == 1
+POLICY = """\
+apiVersion: mcp.jupyterhub.org/v1alpha1
+kind: MCPPolicy
+metadata: {name: classroom}
+spec:
+  tools: {mode: edit, deny: [delete_cells]}
+  execution: {outputMaxChars: 1234}
+"""
 
-        assert httpx.delete(hub, headers=demo.service_headers, timeout=60).status_code in (202, 204)
-        _wait(lambda: "/user/carol/mcp" not in demo.routes(), "the MCP route to go")
-        _wait(lambda: not any(psutil.pid_exists(pid) for pid in sidecar_pids), "the sidecar to stop")
-        assert httpx.post(f"{demo.public_url}/user/carol/mcp", timeout=30).status_code != 200
 
-        assert httpx.post(hub, headers=demo.service_headers, timeout=60).status_code in (201, 202)
-        _wait(lambda: "/user/carol/mcp" in demo.routes(), "the MCP route to come back")
-        second = demo.routes()["/user/carol/mcp"]["target"]
-        assert httpx.get(f"{second}/readyz", timeout=30).json()["ready"] is True
-        assert {p.pid for p in _sidecars(demo)}.isdisjoint(sidecar_pids), "a new sidecar for the new server"
+@pytest.fixture(scope="module")
+def carol_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoProcess]:
+    """One user under an MCPPolicy manifest, as an admin would write it for a cluster."""
+    state = tmp_path_factory.mktemp("lifecycle") / "demo"
+    policy = state.parent / "policy.yaml"
+    policy.write_text(POLICY)
+    with running_demo(state, "carol", "--policy", str(policy)) as demo:
+        yield demo
+
+
+async def test_the_policy_reaches_the_sidecar(carol_demo: DemoProcess) -> None:
+    carol = carol_demo.users["carol"]
+    async with mcp_client(carol.url, carol.token) as agent:
+        await call(agent, "create_notebook", path="p.ipynb")
+        await call(agent, "insert_cell", path="p.ipynb", source="1 + 1")  # edit: allowed
+        offered = {tool.name for tool in (await agent.list_tools()).tools}
+        assert {"read_notebook", "insert_cell", "edit_cell"} <= offered
+        assert not {"execute_code", "insert_and_execute", "delete_cells"} & offered  # above the mode / denied
+        assert "execute_code" in await fails(agent, "execute_code", path="p.ipynb", code="1")
+    (sidecar,) = _sidecars(carol_demo)
+    env = sidecar.environ()
+    policy_env = (env["MCP_MODE"], env["MCP_DENY_TOOLS"], env["MCP_OUTPUT_MAX_CHARS"])
+    assert policy_env == ("edit", "delete_cells", "1234")
+
+
+def test_server_stop_and_start_take_sidecar_and_route_along(carol_demo: DemoProcess) -> None:
+    demo = carol_demo
+    hub = f"http://127.0.0.1:{demo.hub_port}/hub/api/users/carol/server"
+    sidecar_pids = {p.pid for p in _sidecars(demo)}
+    assert len(sidecar_pids) == 1
+
+    assert httpx.delete(hub, headers=demo.service_headers, timeout=60).status_code in (202, 204)
+    _wait(lambda: "/user/carol/mcp" not in demo.routes(), "the MCP route to go")
+    _wait(lambda: not any(psutil.pid_exists(pid) for pid in sidecar_pids), "the sidecar to stop")
+    assert httpx.post(f"{demo.public_url}/user/carol/mcp", timeout=30).status_code != 200
+
+    assert httpx.post(hub, headers=demo.service_headers, timeout=60).status_code in (201, 202)
+    _wait(lambda: "/user/carol/mcp" in demo.routes(), "the MCP route to come back")
+    second = demo.routes()["/user/carol/mcp"]["target"]
+    assert httpx.get(f"{second}/readyz", timeout=30).json()["ready"] is True
+    assert {p.pid for p in _sidecars(demo)}.isdisjoint(sidecar_pids), "a new sidecar for the new server"
 
 
 async def test_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
