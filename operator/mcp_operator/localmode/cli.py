@@ -87,12 +87,14 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from .demo import DemoError, run_demo  # after parsing: --help stays fast
+    from mcp_operator.hubclient import HubError  # after parsing: --help stays fast
+
+    from .demo import DemoError, run_demo
 
     try:
         options = options_from(args)
         return asyncio.run(run_demo(options))
-    except (OptionsError, PortInUse, DemoError) as exc:
+    except (OptionsError, PortInUse, DemoError, HubError) as exc:
         print(f"jupyterhub-mcp demo: {exc}", file=sys.stderr)
         return 2
 

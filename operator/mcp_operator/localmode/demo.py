@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
-from mcp_operator.hubclient import HubClient, HubError
+from mcp_operator.hubclient import HubClient, HubError, HubRefused
 
 from .plan import TOKEN_NOTE, DemoOptions, Endpoint, endpoint_url, hub_config, token_scopes
 from .processes import become_subreaper, check_port_free, descendants, die_with_parent, stop_processes
@@ -87,9 +87,12 @@ class DemoHub(HubClient):
     """The hub API calls the demo needs beyond the operator's token calls."""
 
     async def start_server(self, user: str) -> None:
-        # 201 started, 202 pending; 400 means it is already running.
-        with contextlib.suppress(HubError):
+        # 201 started, 202 pending; 400 means it is already running or starting.
+        try:
             await self._request("POST", f"users/{quote(user, safe='@~')}/server", ok=(201, 202))
+        except HubRefused as exc:
+            if exc.status != 400:
+                raise
 
     async def server_state(self, user: str) -> dict[str, Any] | None:
         response = await self._request("GET", f"users/{quote(user, safe='@~')}", ok=(200,))
