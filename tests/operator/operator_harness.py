@@ -83,8 +83,11 @@ def policy_object(name: str, spec: dict[str, Any]) -> dict[str, Any]:
 class OperatorProcess:
     """`jupyterhub-mcp-operator` for one namespace, with its serving certificate from the test CA."""
 
-    def __init__(self, controlplane: Any, namespace: str, workdir: Path) -> None:
+    def __init__(
+        self, controlplane: Any, namespace: str, workdir: Path, native_sidecar: str = "auto"
+    ) -> None:
         self.controlplane = controlplane
+        self.native_sidecar = native_sidecar
         self.namespace = namespace
         self.workdir = workdir
         cert, key = controlplane.sign_serving_cert(["127.0.0.1"])
@@ -112,7 +115,7 @@ class OperatorProcess:
             f"--tls-key={self.key}",
             "--health-host=127.0.0.1",
             f"--health-port={self.health_port}",
-            "--native-sidecar=auto",
+            f"--native-sidecar={self.native_sidecar}",
         ]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(

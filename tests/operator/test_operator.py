@@ -334,3 +334,32 @@ def test_thirty_pods_at_once(cluster: Cluster) -> None:
     for u in users:
         stored = cluster.pod(f"jupyter-{u}")
         assert sum(c.name == "mcp-sidecar" for c in stored.spec.init_containers) == 1
+
+
+def test_without_native_sidecars_the_sidecar_follows_the_notebook(
+    controlplane: Any, kube_api: Any, cluster: Cluster, tmp_path: Any
+) -> None:
+    """`--native-sidecar=false` (clusters before 1.29): a regular container AFTER `notebook`."""
+    namespace = f"op-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(kube_api)
+    core.create_namespace({"metadata": {"name": namespace}})
+    op = OperatorProcess(controlplane, namespace, tmp_path, native_sidecar="false")
+    try:
+        client.CustomObjectsApi(kube_api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, policy_object("everyone", {})
+        )
+        op.start()
+        op.register_webhook(kube_api, "probe-user")
+        core.create_namespaced_pod(namespace, user_pod("ivan"))
+        stored = core.read_namespaced_pod("jupyter-ivan", namespace)
+        assert [c.name for c in stored.spec.containers] == ["notebook", "mcp-sidecar"]
+        assert stored.spec.containers[1].restart_policy is None
+        assert [c.name for c in stored.spec.init_containers] == ["block-cloud-metadata"]
+        ports = [p.name for c in stored.spec.containers for p in c.ports]
+        assert ports == ["notebook-port", "mcp"]
+    finally:
+        try:
+            op.unregister_webhook(kube_api)
+        finally:
+            op.stop()
+            core.delete_namespace(namespace, propagation_policy="Background")
