@@ -5,7 +5,7 @@ from __future__ import annotations
 
 # (apiGroup, resource, verbs) in the release namespace: what the operator's code and kopf call.
 NAMESPACED: list[tuple[str, str, tuple[str, ...]]] = [
-    ("", "pods", ("get", "list", "watch", "patch")),
+    ("", "pods", ("get", "list", "watch")),
     ("", "services", ("create", "patch")),
     ("networking.k8s.io", "ingresses", ("create", "patch", "delete")),
     ("networking.k8s.io", "networkpolicies", ("create", "patch", "delete")),

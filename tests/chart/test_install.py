@@ -357,6 +357,7 @@ def test_every_needed_verb_is_allowed(controlplane, release):
         ("get", "secrets", "-n", "default"),
         ("list", "pods", "-n", "kube-system"),
         ("create", "pods", "-n", "{ns}"),
+        ("patch", "pods", "-n", "{ns}"),
         ("delete", "mcppolicies.mcp.jupyterhub.org", "-n", "{ns}"),
         ("update", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
         ("create", "customresourcedefinitions.apiextensions.k8s.io"),
