@@ -17,6 +17,7 @@ from pathlib import Path
 import kopf
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
 
 from mcp_operator import main as handlers
 from mcp_operator import token_handlers  # noqa: F401  (registers the hub-token handlers with kopf)
@@ -91,9 +92,19 @@ def load_policies(api: k8s.ApiClient, watched: list[str]) -> None:
     custom = k8s.CustomObjectsApi(api)
     objects = []
     for namespace in watched:
-        listed = custom.list_namespaced_custom_object(
-            handlers.GROUP, handlers.VERSION, namespace, handlers.PLURAL
-        )
+        try:
+            listed = custom.list_namespaced_custom_object(
+                handlers.GROUP, handlers.VERSION, namespace, handlers.PLURAL
+            )
+        except ApiException as e:
+            if e.status == 404:
+                raise SystemExit(
+                    "the MCPPolicy CRD (mcppolicies.mcp.jupyterhub.org) is not installed: "
+                    "kubectl apply -f crds/mcppolicy.yaml"
+                ) from e
+            if e.status == 403:
+                raise SystemExit(f"not allowed to list MCPPolicies in {namespace}: {e.reason} (RBAC)") from e
+            raise
         objects += listed.get("items") or []
     for name, error in handlers.runtime.index.load(objects):
         log.warning("MCPPolicy %s is not used: %s", name, error)

@@ -30,7 +30,7 @@ from mcp_operator.index import PolicyIndex
 from mcp_operator.injection import ANN_INJECTED, InjectionOptions
 from mcp_operator.metrics import CHILDREN_APPLIED, RECONCILE_ERRORS
 from mcp_operator.names import child_name
-from mcp_operator.policy import Policy, select_policy
+from mcp_operator.policy import PodIdentity, Policy, select_policy
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,8 @@ async def wire_pod(pod: Mapping[str, Any], *, policy: Policy | None = None) -> b
     children are in place."""
     meta = pod["metadata"]
     marker = injected_policy(pod)
-    if marker is None or meta.get("deletionTimestamp"):
-        return False
+    if marker is None or meta.get("deletionTimestamp") or PodIdentity.of(pod) is None:
+        return False  # not ours to wire: no webhook marker, going away, or no hub user to route
     policy = policy or runtime.index.get(meta["namespace"], marker[0])
     if policy is None:
         # Deleted (or broken) policy: the children stay as they are until the pod goes.
