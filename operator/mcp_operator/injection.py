@@ -20,6 +20,7 @@ PORT_NAME = "mcp"  # never "notebook-port": KubeSpawner finds the Jupyter port b
 NOTEBOOK_CONTAINER = "notebook"
 NOTEBOOK_PORT_NAME = "notebook-port"
 TOKEN_VOLUME = "mcp-token"
+TMP_VOLUME = "mcp-sidecar-tmp"  # the root filesystem is read-only; Python and its libraries want a /tmp
 
 # The notebook container's variables the sidecar reads (docs/architecture.md). Only these: the
 # rest (OAuth client secret, JUPYTERHUB_SERVICE_URL of the notebook itself) is not the sidecar's.
@@ -136,6 +137,7 @@ def sidecar_container(policy: Policy, env: list[dict[str, Any]], *, native: bool
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}],  # noqa: S108 (a mount point)
     }
     if native:
         container["restartPolicy"] = "Always"
@@ -250,17 +252,22 @@ def plan_injection(pod: Mapping[str, Any], policies: Iterable[Policy], options: 
         patch.append(_add_to_list(spec, "initContainers", "/spec", container))
     else:
         patch.append(_add_to_list(spec, "containers", "/spec", container))  # after the notebook
+    volumes = [{"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}]
     if policy.tokens.issue:
-        patch += _token_mount(pod, policy, identity, index)
+        volumes.append(_token_volume(identity))
+        mount = {"name": TOKEN_VOLUME, "mountPath": policy.tokens.mount_path, "readOnly": True}
+        patch.append(_add_to_list(notebook, "volumeMounts", f"/spec/containers/{index}", mount))
+    if spec.get("volumes"):
+        patch += [{"op": "add", "path": "/spec/volumes/-", "value": v} for v in volumes]
+    else:
+        patch.append({"op": "add", "path": "/spec/volumes", "value": volumes})
     return Decision(patch, policy, "injected")
 
 
-def _token_mount(
-    pod: Mapping[str, Any], policy: Policy, identity: PodIdentity, index: int
-) -> list[dict[str, Any]]:
+def _token_volume(identity: PodIdentity) -> dict[str, Any]:
     """The user's token Secret, mounted read-only into the notebook. `optional`: the operator mints
     the Secret after the pod runs, and the spawn must never wait for it."""
-    volume = {
+    return {
         "name": TOKEN_VOLUME,
         "secret": {
             "secretName": token_secret_name(identity.user, identity.server_name),
@@ -269,9 +276,3 @@ def _token_mount(
             # guaranteed) must read them; nobody else shares the container.
         },
     }
-    mount = {"name": TOKEN_VOLUME, "mountPath": policy.tokens.mount_path, "readOnly": True}
-    notebook = _containers(pod, "containers")[index]
-    return [
-        _add_to_list(pod.get("spec") or {}, "volumes", "/spec", volume),
-        _add_to_list(notebook, "volumeMounts", f"/spec/containers/{index}", mount),
-    ]

@@ -190,3 +190,13 @@ def test_local_mode_environment_without_a_pod() -> None:
 )
 def test_native_sidecar_from_server_version(major: str, minor: str, native: bool) -> None:
     assert native_sidecar_supported(major, minor) is native
+
+
+def test_pod_without_volumes_gets_the_list() -> None:
+    pod, policies, options = load_case("named-server")  # tokens.issue: two volumes
+    del pod["spec"]["volumes"]
+    del pod["spec"]["containers"][0]["volumeMounts"]
+    result = injected(pod, policies, options)
+    assert [v["name"] for v in result["spec"]["volumes"]] == ["mcp-sidecar-tmp", "mcp-token"]
+    assert [m["name"] for m in result["spec"]["containers"][0]["volumeMounts"]] == ["mcp-token"]
+    assert _sidecar(result)["volumeMounts"] == [{"name": "mcp-sidecar-tmp", "mountPath": "/tmp"}]
