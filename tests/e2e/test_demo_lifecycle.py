@@ -94,6 +94,11 @@ def test_server_stop_and_start_take_sidecar_and_route_along(carol_demo: DemoProc
     _wait(lambda: not any(psutil.pid_exists(pid) for pid in sidecar_pids), "the sidecar to stop")
     assert httpx.post(f"{demo.public_url}/user/carol/mcp", timeout=30).status_code != 200
 
+    def server_gone() -> bool:
+        model = httpx.get(hub.removesuffix("/server"), headers=demo.service_headers, timeout=30).json()
+        return "" not in model.get("servers", {})
+
+    _wait(server_gone, "the hub to finish stopping the server")
     assert httpx.post(hub, headers=demo.service_headers, timeout=60).status_code in (201, 202)
     _wait(lambda: "/user/carol/mcp" in demo.routes(), "the MCP route to come back")
     second = demo.routes()["/user/carol/mcp"]["target"]
