@@ -132,6 +132,18 @@ async def test_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
         assert not (demo.state / "demo.json").exists()
 
 
+def test_killed_supervisor_takes_everything_with_it(tmp_path: Path) -> None:
+    """kill -9 of ``jupyterhub-mcp demo`` itself: the hub gets SIGTERM from the kernel (parent-death
+    signal) and stops servers, sidecars and proxy as on Ctrl-C; what it misses dies with its parent."""
+    with running_demo(tmp_path / "demo", "carol") as demo:
+        tree = demo.tree()
+        assert len(tree) >= 4, _cmdlines(tree)
+        demo.proc.kill()
+        demo.proc.wait(30)
+        _, alive = psutil.wait_procs(tree, timeout=90)
+        assert not alive, f"left behind: {_cmdlines(alive)}"
+
+
 def test_port_taken_is_a_clear_message(tmp_path: Path) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
