@@ -635,19 +635,21 @@ class NotebookTools:
             await self.kernels.watch(execution)
             live = bool(execution.path and execution.cell_id) and await self.notebooks.collaborative()
             deadline = execution.started + timeout
-            last_saved = 0.0
-            unsaved = False  # output arrived that the notebook does not show yet
+            last_saved, saved_version = 0.0, 0
             while not execution.done.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     await self._stop_overdue(execution, timeout)
                     break
-                wait = min(remaining, LIVE_SAVE_EVERY) if live else remaining
-                unsaved = await execution.next_change(wait) or unsaved
+                # Compare versions, not wake-ups: output may have arrived before this loop began.
+                behind = execution.version != saved_version
                 due = time.monotonic() - last_saved >= LIVE_SAVE_EVERY
-                if live and unsaved and due and not execution.done.is_set():
+                if live and behind and due:
+                    saved_version = execution.version
                     await self._save_outputs(execution)
-                    last_saved, unsaved = time.monotonic(), False
+                    last_saved = time.monotonic()
+                    continue
+                await execution.next_change(min(remaining, LIVE_SAVE_EVERY) if live else remaining)
             if execution.path and execution.cell_id:
                 await self._save_outputs(execution)
         finally:

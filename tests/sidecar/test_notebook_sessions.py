@@ -204,23 +204,24 @@ async def test_agent_edits_show_up_live_in_the_human_doc(sidecar, jupyter) -> No
 async def test_a_running_cell_shows_its_output_live(sidecar, jupyter) -> None:
     """While the cell still runs, the human's doc already has its first output."""
     path = unique("streaming")
+    release = jupyter.root / f"{path}.release"  # the cell waits for it: no timing assumptions
+    code = (
+        f"import os, time\nprint('first', flush=True)\n"
+        f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.02)\nprint('second')"
+    )
     async with held_client(sidecar.url, sidecar.token) as agent:
         await call(agent, "create_notebook", path=path)
-        await call(
-            agent,
-            "insert_cell",
-            path=path,
-            source="import time\nprint('first', flush=True)\ntime.sleep(4)\nprint('second')",
-        )
+        await call(agent, "insert_cell", path=path, source=code)
         async with human(jupyter, path) as (notebook, changed):
-            running = asyncio.create_task(call(agent, "execute_cell", path=path, cell=0))
+            running = asyncio.create_task(call(agent, "execute_cell", path=path, cell=0, timeout=120))
 
             def shows_first() -> bool:
                 return notebook.cell_number == 1 and "first" in str(notebook.get_cell(0).get("outputs"))
 
-            await wait_until(changed, shows_first)
+            await wait_until(changed, shows_first, timeout=60)
             assert not running.done(), "the first output arrived while the cell was still running"
             assert "second" not in str(notebook.get_cell(0)["outputs"])
+            release.write_text("go")
             result = await running
             assert "first" in text(result) and "second" in text(result)
             await wait_until(changed, lambda: "second" in str(notebook.get_cell(0).get("outputs")))

@@ -54,6 +54,7 @@ class Execution:
     finished_at: float | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     acknowledged: asyncio.Event = field(default_factory=asyncio.Event)  # the kernel saw the request
+    version: int = 0  # counts changes, so a saver knows whether it is behind
     # Resolved (and replaced) on every change: any number of waiters, nobody clears anything.
     _pulse: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     # Set by whoever writes the outputs back into the notebook, so waiters see the saved state.
@@ -75,6 +76,7 @@ class Execution:
         return (self.finished_at or time.monotonic()) - self.started
 
     def changed(self) -> None:
+        self.version += 1
         pulse, self._pulse = self._pulse, asyncio.get_running_loop().create_future()
         pulse.set_result(None)
 
