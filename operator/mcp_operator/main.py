@@ -138,11 +138,15 @@ async def wire_pod(pod: Mapping[str, Any], *, policy: Policy | None = None) -> b
     delay = 0.5
     for attempt in range(1, RETRIES + 1):
         try:
-            for child in children:
-                await asyncio.to_thread(_apply_child, child)
-            for kind in ("Ingress", "NetworkPolicy"):
-                if kind not in wanted:
-                    await asyncio.to_thread(_delete_child, kind, meta["namespace"], child_name(pod))
+            # Independent objects: applied together, so a pod is wired after one round trip.
+            await asyncio.gather(
+                *(asyncio.to_thread(_apply_child, child) for child in children),
+                *(
+                    asyncio.to_thread(_delete_child, kind, meta["namespace"], child_name(pod))
+                    for kind in ("Ingress", "NetworkPolicy")
+                    if kind not in wanted
+                ),
+            )
             break
         except ApiException as e:
             RECONCILE_ERRORS.labels(kind="children").inc()
