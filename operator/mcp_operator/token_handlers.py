@@ -381,10 +381,12 @@ async def stop_token_issuer(**_: Any) -> None:
         _reconciler = None
 
 
-async def _reconcile_pod(body: kopf.Body, *, thorough: bool, retry: int = 0) -> None:
+async def _reconcile_pod(body: Mapping[str, Any], *, thorough: bool, retry: int = 0) -> bool:
+    """Bring one pod's token in line with its policy. True when the policy issues tokens and the
+    pod holds one now (so the rotation timer can take it from here)."""
     server = user_server(body)
     if _reconciler is None or server is None or body.get("metadata", {}).get("deletionTimestamp"):
-        return
+        return False
     obj = await _reconciler.kube.read_policy(server.namespace, server.policy)
     try:
         policy = Policy.from_object(obj) if obj else None
@@ -392,19 +394,19 @@ async def _reconcile_pod(body: kopf.Body, *, thorough: bool, retry: int = 0) -> 
             tokens.check_timing(policy.tokens.ttl_seconds, policy.tokens.rotate_before_seconds)
     except ValueError as e:  # a PolicyError, or a rotate-before window not shorter than the TTL
         kopf.warn(server.pod_reference(), reason="BadTokenPolicy", message=str(e))
-        return
+        return False
     if policy is None or not policy.tokens.issue:
+        log.debug(
+            "pod %s/%s: policy %s issues no hub tokens", server.namespace, server.pod_name, server.policy
+        )
         _issued.discard(server.pod_uid)  # so a policy issuing again reaches this pod
         try:
             await _reconciler.withdraw(server)
         except HubError as e:
             raise kopf.TemporaryError(str(e), delay=tokens.retry_delay(retry, RETRY_DELAY)) from e
-        return
+        return False
     await _reconciler.ensure(server, policy, thorough=thorough, retry=retry)
-
-
-def _is_running(body: kopf.Body, **_: Any) -> bool:
-    return (body.get("status") or {}).get("phase") == "Running"
+    return True
 
 
 # Issuance runs in one background task per pod, so a hub outage is retried (with backoff) without
@@ -419,14 +421,18 @@ async def _issue_until_done(pod: Mapping[str, Any]) -> None:
     while _reconciler is not None:
         try:
             # Thorough: the hub is asked, so strays from before a restart are revoked.
-            await _reconcile_pod(pod, thorough=True, retry=retry)
-            _issued.add(meta["uid"])
+            if await _reconcile_pod(pod, thorough=True, retry=retry):
+                _issued.add(meta["uid"])
             return
         except kopf.TemporaryError as e:
             delay = e.delay or tokens.retry_delay(retry, RETRY_DELAY)
         except ApiException as e:
             log.warning("hub token for pod %s: Kubernetes API said %s %s", meta["name"], e.status, e.reason)
             delay = tokens.retry_delay(retry, RETRY_DELAY)
+        except Exception:
+            # A bug or a hub answer we cannot read: keep trying (slowly) rather than die unseen.
+            log.exception("hub token for pod %s failed", meta["name"])
+            delay = tokens.retry_delay(retry, 6 * RETRY_DELAY)
         await asyncio.sleep(delay)
         retry += 1
         current = await _reconciler.kube.read_pod(meta["namespace"], meta["name"]) if _reconciler else None

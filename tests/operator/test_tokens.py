@@ -550,7 +550,15 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         assert token_hub.whoami(current["token"]).status_code == 403
         assert core.read_namespaced_pod("jupyter-bob", ns).status.phase == "Running"
 
-        # 8. ... and issues again: bob's running server gets a token without any pod event
+        # 8. ... and issues again: bob's running server gets a token without any pod event (after
+        # a restart too, where the operator first saw bob's pod while his policy issued nothing)
+        operator.stop()
+        before = len(operator.text())
+        operator.start()
+        wait_until(
+            "the restarted operator to find that bob's policy issues nothing",
+            lambda: "jupyter-bob: policy tokens issues no hub tokens" in operator.text()[before:],
+        )
         custom.patch_namespaced_custom_object(
             "mcp.jupyterhub.org",
             "v1alpha1",
