@@ -94,6 +94,13 @@ class DemoHub(HubClient):
             if exc.status != 400:
                 raise
 
+    async def stop_server(self, user: str) -> None:
+        try:
+            await self._request("DELETE", f"users/{quote(user, safe='@~')}/server", ok=(202, 204))
+        except HubRefused as exc:
+            if exc.status != 400:  # 400: not running
+                raise
+
     async def server_state(self, user: str) -> dict[str, Any] | None:
         response = await self._request("GET", f"users/{quote(user, safe='@~')}", ok=(200,))
         return (response.json().get("servers") or {}).get("")
@@ -263,15 +270,32 @@ class Demo:
         finally:
             await self.shutdown()
 
-    async def revoke_tokens(self) -> None:
-        if not self.minted or self.hub_proc is None or self.hub_proc.returncode is not None:
+    async def tidy_up_through_the_hub(self) -> None:
+        """Revoke the demo tokens and stop the servers while the proxy still runs.
+
+        Left to its own shutdown, the hub stops the proxy and the servers at the same time and then
+        retries removing each server's route from the gone proxy for ~20 s.
+        """
+        if self.hub_proc is None or self.hub_proc.returncode is not None:
             return
         token = (self.state / "service-token").read_text().strip()
-        async with DemoHub(self.options.hub_api_url, token, attempts=1, timeout=5.0) as hub:
+        async with DemoHub(self.options.hub_api_url, token, attempts=1, timeout=30.0) as hub:
             for user, token_id in self.minted:
                 with contextlib.suppress(HubError, httpx.HTTPError):
                     await hub.revoke(user, token_id)
-        self.minted.clear()
+            self.minted.clear()
+
+            async def stop(user: str) -> None:
+                with contextlib.suppress(HubError, httpx.HTTPError):
+                    await hub.stop_server(user)
+                    deadline = time.monotonic() + 60
+                    # The hub announces nothing: ask until the server is gone (bounded).
+                    while True:
+                        if not await hub.server_state(user) or time.monotonic() > deadline:
+                            return
+                        await asyncio.sleep(0.2)
+
+            await asyncio.gather(*(stop(u) for u in self.options.users), return_exceptions=True)
 
     async def shutdown(self) -> None:
         (self.state / READY_FILE).unlink(missing_ok=True)
@@ -279,7 +303,7 @@ class Demo:
             return
         self.say("stopping: tokens, servers, sidecars, proxy, hub ...")
         with contextlib.suppress(Exception):
-            await self.revoke_tokens()
+            await self.tidy_up_through_the_hub()
         tree = descendants(self.hub_proc.pid)
         if self.hub_proc.returncode is None:
             self.hub_proc.send_signal(signal.SIGTERM)
