@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     app = build_app(settings)
     auth = "hub tokens" if settings.uses_hub_auth else "static token"
     # One line, never a token.
-    log.warning(
+    log.info(
         "jupyterhub-mcp-sidecar listening on %s:%s, MCP at %s, Jupyter at %s, auth: %s, mode: %s",
         settings.host,
         settings.port,
