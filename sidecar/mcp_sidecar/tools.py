@@ -18,6 +18,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 
+from . import metrics
 from .config import Settings
 from .guard import Guard, Identity, ToolCall, ToolRefused
 from .jupyter.cells import empty_notebook, insertion_index, move, new_cell, resolve, source_text
@@ -26,7 +27,7 @@ from .jupyter.errors import JupyterError
 from .jupyter.kernels import Execution, Kernels
 from .jupyter.paths import normalize_path, require_notebook
 from .jupyter.server import JupyterServer
-from .outputs import ImagePart, TextPart, cut_text, shape
+from .outputs import ImagePart, Shaped, TextPart, cut_text, shape
 from .sessions import SessionDefaults
 
 T = TypeVar("T")
@@ -313,7 +314,7 @@ class NotebookTools:
             source = first + (f"  … (+{rest.count(chr(10)) + 1} lines)" if rest else "")
         text = f"{head}\n{source}"
         if include_outputs and cell.get("outputs"):
-            shaped = shape(cell["outputs"], self.settings.output_max_chars, 0)  # images: read_cell
+            shaped = _counted(shape(cell["outputs"], self.settings.output_max_chars, 0))  # images: read_cell
             text += "\n>>> output:\n" + shaped.text.rstrip("\n")
         return text
 
@@ -338,12 +339,14 @@ class NotebookTools:
             content: list[TextContent | ImageContent] = []
             if output_offset == 0:
                 content.append(TextContent(type="text", text=f"{header}\n{source}"))
-            shaped = shape(
-                data.get("outputs") or [],
-                self.settings.output_max_chars,
-                self.settings.output_max_image_bytes,
-                offset=output_offset,
-                more_hint=self._read_on_hint(nb_path, cell_id),
+            shaped = _counted(
+                shape(
+                    data.get("outputs") or [],
+                    self.settings.output_max_chars,
+                    self.settings.output_max_image_bytes,
+                    offset=output_offset,
+                    more_hint=self._read_on_hint(nb_path, cell_id),
+                )
             )
             if shaped.parts:
                 content.append(TextContent(type="text", text=">>> output:"))
@@ -653,6 +656,7 @@ class NotebookTools:
             if execution.path and execution.cell_id:
                 await self._save_outputs(execution)
         finally:
+            metrics.record_execution(execution.status)
             execution.saved.set()
 
     async def _stop_overdue(self, execution: Execution, limit: float) -> None:
@@ -703,12 +707,14 @@ class NotebookTools:
             def hint(at: int) -> str:
                 return f"read on with get_execution(execution_id={eid!r}, output_offset={at})"
 
-        shaped = shape(
-            execution.outputs,
-            self.settings.output_max_chars,
-            self.settings.output_max_image_bytes,
-            offset=output_offset,
-            more_hint=hint,
+        shaped = _counted(
+            shape(
+                execution.outputs,
+                self.settings.output_max_chars,
+                self.settings.output_max_image_bytes,
+                offset=output_offset,
+                more_hint=hint,
+            )
         )
         status = execution.status
         notes: list[str] = []
@@ -799,3 +805,12 @@ class NotebookTools:
             return _text(message, kernel_id=new_id, seconds=round(time.monotonic() - started, 2))
 
         return await self._run(ctx, "restart_kernel", body, path=path, needs_notebook=not kernel_id)
+
+
+def _counted(shaped: Shaped) -> Shaped:
+    """Count answers cut to the output limits, so an admin sees agents hitting them."""
+    if shaped.cut_chars:
+        metrics.record_truncation("text")
+    if shaped.dropped_images:
+        metrics.record_truncation("image")
+    return shaped

@@ -148,3 +148,27 @@ async def test_metrics_expose_tool_calls_and_latency(audited_sidecar: RunningSid
     assert 'mcp_tool_duration_seconds_bucket{le="0.005",tool="list_files"}' in text
     for family in ("mcp_auth_failures_total", "mcp_kernel_executions_total", "mcp_output_truncations_total"):
         assert f"# TYPE {family} counter" in text
+
+
+def _sample(text: str, prefix: str) -> float:
+    """The value of the first exposition line starting with prefix (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_metrics_count_executions_and_truncations(audited_sidecar: RunningSidecar) -> None:
+    async def scrape() -> str:
+        async with httpx.AsyncClient(timeout=30) as http:
+            return (await http.get(f"{audited_sidecar.base}/metrics")).text
+
+    ok, cut = 'mcp_kernel_executions_total{outcome="ok"}', 'mcp_output_truncations_total{kind="text"}'
+    before = await scrape()
+    async with mcp_client(audited_sidecar.url, audited_sidecar.token) as client:
+        path = unique("metrics")
+        await call(client, "create_notebook", path=path)
+        await call(client, "execute_code", code="print('x' * 100_000)", path=path)
+    after = await scrape()
+    assert _sample(after, ok) == _sample(before, ok) + 1
+    assert _sample(after, cut) == _sample(before, cut) + 1
