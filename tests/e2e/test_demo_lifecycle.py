@@ -106,6 +106,48 @@ def test_server_stop_and_start_take_sidecar_and_route_along(carol_demo: DemoProc
     assert {p.pid for p in _sidecars(demo)}.isdisjoint(sidecar_pids), "a new sidecar for the new server"
 
 
+async def test_a_named_server_gets_its_own_endpoint_and_scope(carol_demo: DemoProcess) -> None:
+    demo = carol_demo
+    hub = f"http://127.0.0.1:{demo.hub_port}/hub/api/users/carol"
+    started = httpx.post(f"{hub}/servers/lab", headers=demo.service_headers, json={}, timeout=60)
+    assert started.status_code in (201, 202), started.text
+    _wait(lambda: "/user/carol/lab/mcp" in demo.routes(), "the named server's MCP route")
+    lab_url = f"{demo.public_url}/user/carol/lab/mcp"
+    minted = httpx.post(
+        f"{hub}/tokens",
+        headers=demo.service_headers,
+        json={"scopes": ["access:servers!server=carol/lab"], "expires_in": 600, "note": "e2e"},
+        timeout=30,
+    )
+    assert minted.status_code == 201, minted.text
+    lab_token = minted.json()["token"]
+    async with mcp_client(lab_url, lab_token) as agent:
+        await call(agent, "create_notebook", path="named.ipynb")
+    default = demo.users["carol"]
+    for url, token in ((lab_url, default.token), (default.url, lab_token)):
+        headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {token}"}
+        response = httpx.post(url, json={}, headers=headers, timeout=30)
+        assert response.status_code == 403, f"{url}: {response.status_code}"
+
+    stopped = httpx.delete(f"{hub}/servers/lab", headers=demo.service_headers, timeout=60)
+    assert stopped.status_code in (202, 204)
+    _wait(lambda: "/user/carol/lab/mcp" not in demo.routes(), "the named server's route to go")
+
+
+def test_a_sidecar_that_cannot_start_fails_the_spawn_with_its_reason(tmp_path: Path) -> None:
+    policy = tmp_path / "broken.yaml"
+    policy.write_text(
+        "metadata: {name: broken}\nspec: {sidecar: {env: [{name: MCP_EXEC_TIMEOUT, value: '0'}]}}\n"
+    )
+    argv, *_ = demo_args(tmp_path / "demo", "dave", "--policy", str(policy))
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "dave's server failed to start" in result.stderr
+    assert "MCP sidecar for dave exited with code 2 before it was ready" in result.stderr
+    assert "MCP_EXEC_TIMEOUT" in result.stderr, result.stderr  # the sidecar's own words
+    assert "stopped." in result.stdout
+
+
 async def test_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
     with running_demo(tmp_path / "demo", "carol") as demo:
         carol = demo.users["carol"]

@@ -94,16 +94,21 @@ class DemoHub(HubClient):
             if exc.status != 400:
                 raise
 
-    async def stop_server(self, user: str) -> None:
+    async def stop_server(self, user: str, name: str = "") -> None:
+        path = f"users/{quote(user, safe='@~')}/" + (f"servers/{quote(name, safe='')}" if name else "server")
         try:
-            await self._request("DELETE", f"users/{quote(user, safe='@~')}/server", ok=(202, 204))
+            await self._request("DELETE", path, ok=(202, 204))
         except HubRefused as exc:
-            if exc.status != 400:  # 400: not running
+            if exc.status not in (400, 404):  # not running / gone already
                 raise
 
-    async def server_state(self, user: str) -> dict[str, Any] | None:
+    async def servers(self, user: str) -> dict[str, dict[str, Any]]:
+        """The user's servers by name ("" = the default one)."""
         response = await self._request("GET", f"users/{quote(user, safe='@~')}", ok=(200,))
-        return (response.json().get("servers") or {}).get("")
+        return response.json().get("servers") or {}
+
+    async def server_state(self, user: str, name: str = "") -> dict[str, Any] | None:
+        return (await self.servers(user)).get(name)
 
 
 class Demo:
@@ -189,7 +194,12 @@ class Demo:
             )
 
     async def start_server(self, hub: DemoHub, user: str) -> None:
-        await hub.start_server(user)
+        try:
+            await hub.start_server(user)
+        except HubRefused as exc:  # a spawn that fails fast is answered with its error
+            raise DemoError(
+                f"{user}'s server failed to start ({exc}); end of {self.hub_log}:\n{tail(self.hub_log)}"
+            ) from None
         deadline = time.monotonic() + self.options.start_timeout + 30
         while True:
             self.check_hub_alive()
@@ -285,17 +295,21 @@ class Demo:
                     await hub.revoke(user, token_id)
             self.minted.clear()
 
-            async def stop(user: str) -> None:
+            async def stop(user: str, name: str) -> None:
                 with contextlib.suppress(HubError, httpx.HTTPError):
-                    await hub.stop_server(user)
+                    await hub.stop_server(user, name)
                     deadline = time.monotonic() + 60
                     # The hub announces nothing: ask until the server is gone (bounded).
                     while True:
-                        if not await hub.server_state(user) or time.monotonic() > deadline:
+                        if not await hub.server_state(user, name) or time.monotonic() > deadline:
                             return
                         await asyncio.sleep(0.2)
 
-            await asyncio.gather(*(stop(u) for u in self.options.users), return_exceptions=True)
+            running: list[tuple[str, str]] = []
+            for user in self.options.users:
+                with contextlib.suppress(HubError, httpx.HTTPError):
+                    running += [(user, name) for name in await hub.servers(user)]
+            await asyncio.gather(*(stop(u, n) for u, n in running), return_exceptions=True)
 
     async def shutdown(self) -> None:
         (self.state / READY_FILE).unlink(missing_ok=True)

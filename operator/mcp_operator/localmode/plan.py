@@ -132,6 +132,7 @@ def hub_config(
             "spawner_class": "mcp_operator.localmode.spawner.MCPLocalSpawner",
             "authenticator_class": "dummy",
             "cleanup_servers": True,
+            "allow_named_servers": True,  # /user/<name>/<server>/mcp works the same way
             "cleanup_proxy": True,
             "last_activity_interval": options.route_check_interval,
             "services": [{"name": SERVICE_NAME, "api_token": service_token}],

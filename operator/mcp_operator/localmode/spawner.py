@@ -112,7 +112,8 @@ class MCPLocalSpawner(SimpleLocalProcessSpawner):
     def _log_path(self) -> Path | None:
         if not self.sidecar_log_template:
             return None
-        return Path(self.sidecar_log_template.format(username=self.user.name, servername=self.name or ""))
+        server = f"-{self.name}" if self.name else ""
+        return Path(self.sidecar_log_template.format(username=self.user.name, servername=server))
 
     async def start(self) -> tuple[str, int]:
         ip, port = await super().start()
