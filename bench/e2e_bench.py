@@ -86,6 +86,8 @@ async def run(url: str, direct_url: str, token: str, sessions: int, duration: fl
     samples: dict[str, list[float]] = {}
     async with contextlib.AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(mcp_client(url, token)) for _ in range(sessions)]
+        # The same sidecar without the proxy in between, to show what the hop costs.
+        direct = [await stack.enter_async_context(mcp_client(direct_url, token)) for _ in range(sessions)]
         setup = clients[0]
         await call(setup, "create_notebook", path="bench-read.ipynb")
         for i in range(20):
@@ -95,22 +97,28 @@ async def run(url: str, direct_url: str, token: str, sessions: int, duration: fl
             await call(setup, "create_notebook", path=f"bench-insert-{i}.ipynb")
         await call(setup, "execute_code", path="bench-exec.ipynb", code="1")  # kernel up before timing
 
-        workloads: dict[str, Callable[[int, Client], Awaitable[Any]]] = {
-            "read_cell": lambda i, c: call(c, "read_cell", path="bench-read.ipynb", cell=i % 20),
-            "insert_cell": lambda i, c: call(c, "insert_cell", path=f"bench-insert-{i}.ipynb", source="x"),
-            "execute_code": lambda i, c: call(c, "execute_code", path="bench-exec.ipynb", code="1 + 1"),
-        }
-        for name, work in workloads.items():
-            await sustain(clients, work, min(2.0, duration / 4))  # warm-up, not recorded
-            results[name], samples[name] = await sustain(clients, work, duration)
-            print(f"{name}: {results[name]}", file=sys.stderr)
+        def read(i: int, c: Client) -> Awaitable[Any]:
+            return call(c, "read_cell", path="bench-read.ipynb", cell=i % 20)
 
-    async with contextlib.AsyncExitStack() as stack:
-        direct = [await stack.enter_async_context(mcp_client(direct_url, token)) for _ in range(sessions)]
-        work = workloads["read_cell"]
-        await sustain(direct, work, min(2.0, duration / 4))
-        results["read_cell_direct"], samples["read_cell_direct"] = await sustain(direct, work, duration)
-        print(f"read_cell_direct: {results['read_cell_direct']}", file=sys.stderr)
+        # read_cell and read_cell_direct run back to back, so a shared machine's load hits both alike.
+        workloads: list[tuple[str, list[Client], Callable[[int, Client], Awaitable[Any]]]] = [
+            ("read_cell", clients, read),
+            ("read_cell_direct", direct, read),
+            (
+                "insert_cell",
+                clients,
+                lambda i, c: call(c, "insert_cell", path=f"bench-insert-{i}.ipynb", source="x"),
+            ),
+            (
+                "execute_code",
+                clients,
+                lambda i, c: call(c, "execute_code", path="bench-exec.ipynb", code="1 + 1"),
+            ),
+        ]
+        for name, group, work in workloads:
+            await sustain(group, work, min(2.0, duration / 4))  # warm-up, not recorded
+            results[name], samples[name] = await sustain(group, work, duration)
+            print(f"{name}: {results[name]}", file=sys.stderr)
     return {"workloads": results, "samples": samples}
 
 
@@ -165,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         direct = demo.routes()["/user/alice/mcp"]["target"] + "/user/alice/mcp"
         load_before = os.getloadavg()[0]
         measured = asyncio.run(run(user.url, direct, user.token, args.sessions, duration))
+        load_after = os.getloadavg()[0]
     report = {
         "benchmark": "e2e",
         "sessions": args.sessions,
@@ -174,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
+            # 1-minute load average before and after: the clients run on the same machine.
             "load": round(load_before, 2),
+            "load_after": round(load_after, 2),
         },
     }
     RESULTS.mkdir(exist_ok=True)
