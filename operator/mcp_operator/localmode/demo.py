@@ -125,7 +125,8 @@ class Demo:
 
     # --- start ---------------------------------------------------------------------------------
 
-    def prepare(self) -> tuple[dict[str, str], Path]:
+    def prepare(self) -> dict[str, str]:
+        """Check ports, write secrets and the hub's config; the hub's environment."""
         self.options.check()
         for host, port, role, flag in self.options.ports():
             check_port_free(host, port, role, flag)
@@ -152,7 +153,7 @@ class Demo:
         )
         for user in self.options.users:
             self.options.user_dir(user).mkdir(mode=0o700, exist_ok=True)
-        return env, config_path
+        return env
 
     async def start_hub(self, env: dict[str, str]) -> None:
         with self.hub_log.open("ab") as log:
@@ -250,7 +251,7 @@ class Demo:
     # --- run and stop --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        env, _ = self.prepare()
+        env = self.prepare()
         become_subreaper()
         try:
             await self.start_hub(env)
