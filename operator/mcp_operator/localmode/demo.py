@@ -27,7 +27,14 @@ import httpx
 from mcp_operator.hubclient import HubClient, HubError, HubRefused
 
 from .plan import TOKEN_NOTE, DemoOptions, Endpoint, endpoint_url, hub_config, token_scopes
-from .processes import become_subreaper, check_port_free, descendants, die_with_parent, stop_processes
+from .processes import (
+    become_subreaper,
+    check_port_free,
+    descendants,
+    die_with_parent,
+    stop_processes,
+    tail,
+)
 
 READY_FILE = "demo.json"
 HUB_CONFIG = Path(__file__).with_name("hub_config.py")
@@ -74,13 +81,6 @@ def write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
-
-
-def tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 class DemoHub(HubClient):

@@ -14,6 +14,7 @@ import logging
 import signal
 import socket
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import psutil
 
@@ -75,6 +76,14 @@ def free_port(host: str = "127.0.0.1", candidates: Iterable[int] | None = None) 
                 continue
             return sock.getsockname()[1]
     raise PortInUse(f"no free port on {host} in the configured range")
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    """The end of a log file, for error messages that say where things went wrong."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
 
 
 def descendants(pid: int) -> list[psutil.Process]:

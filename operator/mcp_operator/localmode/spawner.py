@@ -28,7 +28,7 @@ from traitlets import Dict, Float, Integer, List, Unicode, default
 
 from mcp_operator.policy import Policy
 
-from .processes import die_with_parent, free_port
+from .processes import die_with_parent, free_port, tail
 from .routes import ProxyError, ProxyRoutes, ProxyUnreachable, route_path
 from .sidecar_env import demo_policy, local_sidecar_environment
 
@@ -41,13 +41,6 @@ def _default_sidecar_cmd() -> list[str]:
         return [str(script)]
     found = shutil.which(SIDECAR_SCRIPT)
     return [found] if found else [sys.executable, "-m", "mcp_sidecar.cli"]
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 class SidecarFailed(RuntimeError):
@@ -192,7 +185,7 @@ class MCPLocalSpawner(SimpleLocalProcessSpawner):
                 if code is not None:
                     raise SidecarFailed(
                         f"MCP sidecar for {self._log_name} exited with code {code} before it was ready"
-                        + (f"; end of {log_path}:\n{_tail(log_path)}" if log_path else "")
+                        + (f"; end of {log_path}:\n{tail(log_path, 15)}" if log_path else "")
                     )
                 try:
                     response = await http.get(url)
