@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.clients import held_client, mcp_remote_client
 from tests.e2e.demo import DemoProcess, User
-from tests.sidecar.mcpclient import call, fails, text
+from tests.sidecar.mcpclient import INITIALIZE, MCP_HEADERS, call, fails, text
 from tests.sidecar.test_notebook_sessions import human, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -82,21 +82,9 @@ async def test_alice_and_bob_work_at_once_and_every_cell_lands_with_its_owner(
 
 
 async def test_bobs_token_is_refused_on_alices_endpoint(demo: DemoProcess, alice: User, bob: User) -> None:
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "e2e", "version": "0"},
-        },
-    }
-    accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
     async def initialize_as(url: str, token: str | None) -> httpx.Response:
-        headers = {**accept, **({"Authorization": f"Bearer {token}"} if token else {})}
-        return await http.post(url, json=initialize, headers=headers)
+        headers = {**MCP_HEADERS, **({"Authorization": f"Bearer {token}"} if token else {})}
+        return await http.post(url, json=INITIALIZE, headers=headers)
 
     async with httpx.AsyncClient(timeout=60) as http:
         as_bob = await initialize_as(alice.url, bob.token)

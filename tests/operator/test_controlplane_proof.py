@@ -12,9 +12,9 @@ import base64
 import json
 import ssl
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,23 +24,14 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tests.fixtures.controlplane import ControlPlane, read_versions
-from tests.fixtures.tools import free_port
+from tests.fixtures.tools import eventually, free_port
 
 pytestmark = pytest.mark.controlplane
 
 WAIT = 60.0  # seconds; generous for a loaded two-core machine
 
 
-def wait_until(what: str, probe: Callable[[], Any], timeout: float = WAIT) -> Any:
-    """Poll until `probe()` is truthy and return it; the timeout names what never happened."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
+wait_until = partial(eventually, timeout=WAIT)
 
 
 def kubespawner_pod(username: str = "alice") -> dict:

@@ -16,9 +16,9 @@ import json
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from mcp_operator import tokens
 from mcp_operator.hubclient import HubClient, HubRefused, HubUnavailable
 from mcp_operator.injection import ANN_INJECTED
 
-from tests.fixtures.tools import NODE_BIN, REPO, VENV_BIN, free_port
+from tests.fixtures.tools import NODE_BIN, REPO, VENV_BIN, eventually, free_port
 
 WAIT = 90.0  # seconds; generous for a loaded two-core machine
 SERVICE_TOKEN = "mcp-operator-test-" + uuid.uuid4().hex
@@ -52,15 +52,7 @@ c.JupyterHub.load_roles = [{{"name": "mcp-operator", "scopes": ["tokens"], "serv
 """
 
 
-def wait_until(what: str, probe: Callable[[], Any], timeout: float = WAIT, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
+wait_until = partial(eventually, timeout=WAIT)
 
 
 class TokenHub:

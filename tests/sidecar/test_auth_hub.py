@@ -19,23 +19,12 @@ import pytest
 
 from tests.fixtures.hub import RunningHub
 from tests.fixtures.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
+from tests.sidecar.mcpclient import INITIALIZE, MCP_HEADERS
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(240)]
 
 TTL = 2.0  # MCP_AUTH_CACHE_TTL of the sidecars here: short, so revocation is observable
 WAIT = 60.0
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "auth-test", "version": "0"},
-    },
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 def hub_env(hub: RunningHub, **extra: str) -> dict[str, str]:

@@ -19,21 +19,9 @@ import pytest
 from tests.fixtures.hub import RunningHub
 from tests.fixtures.jupyter import JupyterProcess, sidecar_command, stop, wait_http
 from tests.fixtures.tools import free_port
-from tests.sidecar.mcpclient import call, fails, held_client
+from tests.sidecar.mcpclient import INITIALIZE, MCP_HEADERS, call, fails, held_client
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(240)]
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "scan", "version": "0"},
-    },
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 def last_activity(hub: RunningHub) -> datetime | None:
