@@ -306,6 +306,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # kopf turns every handler log line into an Event by default; with 300 pods that floods the
     # API server. Only the explicit kopf.info/warn Events are posted.
     settings.posting.loggers = False
+    # The operator watches only its own namespaces and the CRD is installed before it starts, so
+    # kopf's cluster scanning (list/watch of all Namespaces and CRDs) would buy nothing and would
+    # need a ClusterRole; off, kopf watches exactly the namespaces it is given.
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60

@@ -1,5 +1,6 @@
 """What the operator is allowed to do, written once: the render test compares the chart's RBAC to
-it exactly and the install test proves each entry (and nothing more) against a real API server."""
+it exactly (a Role in the release namespace, nothing cluster-wide) and the install test proves each
+entry (and nothing more) against a real API server."""
 
 from __future__ import annotations
 
@@ -13,13 +14,6 @@ NAMESPACED: list[tuple[str, str, tuple[str, ...]]] = [
     ("", "events", ("create",)),
     ("mcp.jupyterhub.org", "mcppolicies", ("get", "list", "watch")),
     ("mcp.jupyterhub.org", "mcppolicies/status", ("patch",)),
-]
-
-# (apiGroup, resource, verbs) cluster-wide, read-only: kopf's cluster scanning lists and watches
-# namespaces and CRDs at start-up (without them it stalls about a minute retrying the 403s).
-CLUSTER: list[tuple[str, str, tuple[str, ...]]] = [
-    ("", "namespaces", ("list", "watch")),
-    ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch")),
 ]
 
 

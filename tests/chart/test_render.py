@@ -11,7 +11,7 @@ import yaml
 from cryptography import x509
 
 from tests.chart.conftest import CHART, FULL_VALUES, by_kind, one, run_helm
-from tests.chart.expected import CLUSTER, NAMESPACED, flatten, flatten_rules
+from tests.chart.expected import NAMESPACED, flatten, flatten_rules
 from tests.fixtures.tools import REPO
 
 
@@ -62,8 +62,6 @@ def test_helm_package_carries_the_crd(helm_bin, tmp_path):
 def test_default_objects(default):
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in default)
     assert kinds == [
-        ("ClusterRole", "jupyterhub-mcp-jhub"),
-        ("ClusterRoleBinding", "jupyterhub-mcp-jhub"),
         ("Deployment", "jupyterhub-mcp"),
         ("MutatingWebhookConfiguration", "jupyterhub-mcp-jhub"),
         ("Role", "jupyterhub-mcp"),
@@ -72,35 +70,28 @@ def test_default_objects(default):
         ("Service", "jupyterhub-mcp-webhook"),
         ("ServiceAccount", "jupyterhub-mcp"),
     ]
-    namespaced = [
-        o
-        for o in default
-        if o["kind"] not in ("ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration")
-    ]
+    namespaced = [o for o in default if o["kind"] != "MutatingWebhookConfiguration"]
     assert {o["metadata"]["namespace"] for o in namespaced} == {"jhub"}
 
 
 @pytest.mark.parametrize("values", ["default", "full"])
 def test_rbac_is_exactly_what_the_operator_uses(values, request):
     objects = request.getfixturevalue(values)
-    role, cluster_role = one(objects, "Role"), one(objects, "ClusterRole")
+    # Nothing cluster-wide: kopf's cluster scanning is off (operator/mcp_operator/main.py).
+    assert [o["kind"] for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")] == []
+    role = one(objects, "Role")
     assert flatten_rules(role["rules"]) == flatten(NAMESPACED)
-    assert flatten_rules(cluster_role["rules"]) == flatten(CLUSTER)
-    for rules in (role["rules"], cluster_role["rules"]):
-        for rule in rules:
-            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule
-            assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule
+        assert "resourceNames" not in rule and "nonResourceURLs" not in rule
     sa = one(objects, "ServiceAccount")["metadata"]["name"]
-    for binding, role_obj in (
-        (one(objects, "RoleBinding"), role),
-        (one(objects, "ClusterRoleBinding"), cluster_role),
-    ):
-        assert binding["roleRef"] == {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": role_obj["kind"],
-            "name": role_obj["metadata"]["name"],
-        }
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": "jhub"}]
+    binding = one(objects, "RoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": "jhub"}]
     assert one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == sa
 
 

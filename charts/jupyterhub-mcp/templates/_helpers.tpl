@@ -17,7 +17,7 @@
 {{- end -}}
 
 {{/*
-Cluster-scoped objects (webhook configuration, ClusterRole) carry the namespace in their name so
+The cluster-scoped object (the webhook configuration) carries the namespace in its name so
 that two releases in two hub namespaces do not collide.
 */}}
 {{- define "jupyterhub-mcp.clusterName" -}}
