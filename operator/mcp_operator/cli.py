@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from mcp_operator import main as handlers
 from mcp_operator import token_handlers  # noqa: F401  (registers the hub-token handlers with kopf)
 from mcp_operator.children import DEFAULT_INGRESS_SELECTOR, SelectorError, parse_ingress_selector
-from mcp_operator.injection import InjectionOptions, native_sidecar_supported
+from mcp_operator.injection import DEFAULT_SIDECAR_IMAGE, InjectionOptions, native_sidecar_supported
 from mcp_operator.webhook import Listener, ServerThread, build_health_app, build_webhook_app, tls_context
 
 log = logging.getLogger("mcp_operator")
@@ -49,6 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--health-port", type=int, default=int(_env("MCP_HEALTH_PORT", "8080")))
     p.add_argument(
         "--native-sidecar", choices=("auto", "true", "false"), default=_env("MCP_NATIVE_SIDECAR", "auto")
+    )
+    p.add_argument(
+        "--sidecar-image",
+        default=_env("MCP_SIDECAR_IMAGE", DEFAULT_SIDECAR_IMAGE),
+        help="sidecar image for policies without spec.sidecar.image [MCP_SIDECAR_IMAGE]",
     )
     p.add_argument(
         "--ingress-controller-selector", default=_env("MCP_INGRESS_SELECTOR", DEFAULT_INGRESS_SELECTOR)
@@ -128,7 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     runtime = handlers.runtime
     runtime.api = api
     runtime.ingress_selector = selector
-    runtime.options = InjectionOptions(native_sidecar=detect_native_sidecar(args.native_sidecar, api))
+    runtime.options = InjectionOptions(
+        native_sidecar=detect_native_sidecar(args.native_sidecar, api), sidecar_image=args.sidecar_image
+    )
     load_policies(api, watched)
 
     servers = ServerThread(

@@ -20,6 +20,7 @@ PORT_NAME = "mcp"  # never "notebook-port": KubeSpawner finds the Jupyter port b
 NOTEBOOK_CONTAINER = "notebook"
 NOTEBOOK_PORT_NAME = "notebook-port"
 TOKEN_VOLUME = "mcp-token"
+DEFAULT_SIDECAR_IMAGE = "ghcr.io/jupyterhub-mcp/sidecar:0.1.0"
 TMP_VOLUME = "mcp-sidecar-tmp"  # the root filesystem is read-only; Python and its libraries want a /tmp
 
 # The notebook container's variables the sidecar reads (docs/architecture.md). Only these: the
@@ -42,6 +43,7 @@ class InjectionOptions:
     """What the operator knows about the cluster, fixed at start-up."""
 
     native_sidecar: bool = True
+    sidecar_image: str = DEFAULT_SIDECAR_IMAGE  # for policies that do not name one
 
 
 def native_sidecar_supported(major: str, minor: str) -> bool:
@@ -113,11 +115,11 @@ def sidecar_environment(
     return ordered
 
 
-def sidecar_container(policy: Policy, env: list[dict[str, Any]], *, native: bool) -> dict[str, Any]:
+def sidecar_container(policy: Policy, env: list[dict[str, Any]], options: InjectionOptions) -> dict[str, Any]:
     port = policy.sidecar.port
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
-        "image": policy.sidecar.image,
+        "image": policy.sidecar.image or options.sidecar_image,
         "imagePullPolicy": policy.sidecar.image_pull_policy,
         "ports": [{"name": PORT_NAME, "containerPort": port, "protocol": "TCP"}],
         "env": env,
@@ -139,7 +141,7 @@ def sidecar_container(policy: Policy, env: list[dict[str, Any]], *, native: bool
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}],  # noqa: S108 (a mount point)
     }
-    if native:
+    if options.native_sidecar:
         container["restartPolicy"] = "Always"
     return container
 
@@ -243,7 +245,7 @@ def plan_injection(pod: Mapping[str, Any], policies: Iterable[Policy], options: 
         return Decision([], policy, "no-hub-env")
 
     env = sidecar_environment(policy, jupyter_url=jupyter_url(notebook), hub_env=hub_env)
-    container = sidecar_container(policy, env, native=options.native_sidecar)
+    container = sidecar_container(policy, env, options)
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     patch = [_add_to_map(meta, "annotations", "/metadata", ANN_INJECTED, policy.marker)]
     if meta.get("name"):  # KubeSpawner always names its pods; generateName pods get no selector label

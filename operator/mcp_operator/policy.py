@@ -18,7 +18,6 @@ ANN_SERVERNAME = "hub.jupyter.org/servername"
 ANN_GROUPS = "mcp.jupyterhub.org/groups"
 
 MODES = ("read-only", "edit", "execute")
-DEFAULT_IMAGE = "ghcr.io/jupyterhub-mcp/sidecar:0.1.0"
 DEFAULT_PORT = 8890
 DEFAULT_RESOURCES: Mapping[str, Any] = {
     "requests": {"cpu": "10m", "memory": "64Mi"},
@@ -43,7 +42,9 @@ class Selection:
 
 @dataclass(frozen=True)
 class Sidecar:
-    image: str = DEFAULT_IMAGE
+    # None: the operator's image (--sidecar-image, the chart's sidecar.image) is used. The CRD has
+    # no default here on purpose, so the admin's operator-wide choice reaches every such policy.
+    image: str | None = None
     image_pull_policy: str = "IfNotPresent"
     port: int = DEFAULT_PORT
     resources: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
@@ -139,7 +140,7 @@ class Policy:
                 priority=_int(sel, "priority", 0, name),
             ),
             sidecar=Sidecar(
-                image=side.get("image") or DEFAULT_IMAGE,
+                image=side.get("image") or None,
                 image_pull_policy=side.get("imagePullPolicy") or "IfNotPresent",
                 port=_int(side, "port", DEFAULT_PORT, name),
                 resources=side.get("resources") or dict(DEFAULT_RESOURCES),

@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import uuid
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +18,17 @@ from kubernetes import client
 from mcp_operator.names import safe_slug
 
 from tests.fixtures.tools import REPO, VENV_BIN, free_port
+from tests.fixtures.tools import eventually as _poll
 
 WAIT = 120.0  # seconds; generous for a loaded two-core machine
 CRD_FILE = REPO / "crds" / "mcppolicy.yaml"
+# What the chart passes as MCP_SIDECAR_IMAGE; not the built-in default, so a test sees which applied.
+SIDECAR_IMAGE = "registry.example.org/jupyterhub-mcp/sidecar:test"
 GOLDEN_POD = REPO / "tests" / "golden" / "injection" / "default-server" / "input.yaml"
 GROUP, VERSION, PLURAL = "mcp.jupyterhub.org", "v1alpha1", "mcppolicies"
 
 
-def eventually(what: str, probe: Callable[[], Any], timeout: float = WAIT, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
+eventually = partial(_poll, timeout=WAIT)
 
 
 def install_crd(controlplane: Any) -> None:
@@ -100,6 +94,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
         self.env["KUBECONFIG"] = str(controlplane.kubeconfig)
+        self.env["MCP_SIDECAR_IMAGE"] = SIDECAR_IMAGE
 
     @property
     def health_url(self) -> str:

@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from tests.operator.operator_harness import (
     GROUP,
     PLURAL,
+    SIDECAR_IMAGE,
     VERSION,
     OperatorProcess,
     eventually,
@@ -126,6 +127,8 @@ def test_pod_is_injected_and_wired(cluster: Cluster) -> None:
     assert names == ["block-cloud-metadata", "mcp-sidecar"]
     sidecar = stored.spec.init_containers[1]
     assert sidecar.restart_policy == "Always"
+    # The policy names no image and the CRD defaults none: the operator's MCP_SIDECAR_IMAGE applies.
+    assert sidecar.image == SIDECAR_IMAGE
     assert [p.name for p in sidecar.ports] == ["mcp"]
     env = {e.name: e.value for e in sidecar.env}
     assert env["JUPYTERHUB_USER"] == "alice" and env["MCP_MODE"] == "edit"

@@ -104,6 +104,21 @@ def test_native_sidecar_placement_and_port_name() -> None:
         assert ports.count("notebook-port") == 1  # KubeSpawner still finds exactly one
 
 
+def test_a_policy_without_an_image_gets_the_operators_image() -> None:
+    """The chart's sidecar.image reaches the operator as --sidecar-image / MCP_SIDECAR_IMAGE and
+    must apply to every policy that does not name an image; a policy's own image still wins."""
+    pod, _, _ = load_case("default-server")
+    options = InjectionOptions(sidecar_image="registry.example.org/mcp/sidecar:9.9.9")
+
+    def image_for(sidecar: dict[str, Any]) -> str:
+        spec = {"selection": {"users": ["*"]}, "sidecar": sidecar}
+        policy = Policy.from_object({"metadata": {"name": "p"}, "spec": spec})
+        return _sidecar(injected(pod, [policy], options))["image"]
+
+    assert image_for({}) == "registry.example.org/mcp/sidecar:9.9.9"
+    assert image_for({"image": "own.example.org/sidecar:1.0"}) == "own.example.org/sidecar:1.0"
+
+
 def test_secret_reference_is_kept_not_copied() -> None:
     pod, policies, options = load_case("secret-token")
     env = {e["name"]: e for e in _sidecar(injected(pod, policies, options))["env"]}

@@ -32,7 +32,8 @@ def test_defaults_equal_the_crd_defaults() -> None:
         return spec[section]["properties"][key]["default"]
 
     p = Policy.from_object({"metadata": {"name": "x"}})
-    assert p.sidecar.image == default("sidecar", "image")
+    # No image default on either side: an unset image means the operator's --sidecar-image.
+    assert p.sidecar.image is None and "default" not in spec["sidecar"]["properties"]["image"]
     assert p.sidecar.port == default("sidecar", "port")
     assert dict(p.sidecar.resources) == default("sidecar", "resources")
     assert p.tools.mode == default("tools", "mode")
