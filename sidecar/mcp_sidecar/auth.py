@@ -55,6 +55,9 @@ def split_query_token(query_string: bytes) -> tuple[str | None, bytes]:
     return token, urlencode(rest).encode("latin-1")
 
 
+CACHE_MAX_ENTRIES = 1024  # remembered hub answers; each is a hash and a verdict
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The answer for one token: ``status`` 200 admits with ``identity``; otherwise the refusal."""
@@ -157,11 +160,14 @@ class HubTokenChecker:
         return Verdict(200, decision.reason, "ok", identity)
 
     def _purge(self) -> None:
-        # Bounded memory under a flood of garbage tokens: drop expired answers now and then.
-        if len(self._cache) > 1024:
+        # Bounded memory under a flood of garbage tokens: drop expired answers, then, if a flood
+        # within one TTL still overflows, the oldest ones (dicts keep insertion order).
+        if len(self._cache) > CACHE_MAX_ENTRIES:
             now = self._clock()
             for stale in [k for k, (expires, _) in self._cache.items() if expires <= now]:
                 del self._cache[stale]
+            while len(self._cache) > CACHE_MAX_ENTRIES:
+                del self._cache[next(iter(self._cache))]
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -94,3 +94,19 @@ async def test_a_caller_that_hangs_up_does_not_cancel_the_shared_lookup() -> Non
     release.set()
     assert (await second).status == 200
     assert len(seen) == 1
+
+
+async def test_a_flood_of_distinct_garbage_tokens_keeps_the_cache_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Stand-in hub for volume: thousands of distinct tokens within one TTL (a real hub would say 403).
+    monkeypatch.setattr("mcp_sidecar.auth.CACHE_MAX_ENTRIES", 50)
+    hub, seen = checker(lambda r: httpx.Response(403))
+    for i in range(500):
+        assert (await hub.check(f"garbage-{i}")).status == 401
+    assert len(hub._cache) <= 51
+    # The newest answers survive the trim: a repeat of the last token costs no hub request.
+    before = len(seen)
+    assert (await hub.check("garbage-499")).status == 401
+    assert len(seen) == before
+    await hub.aclose()
