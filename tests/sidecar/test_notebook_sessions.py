@@ -249,3 +249,26 @@ async def test_idle_rooms_are_closed_and_reopened_on_use(jupyter) -> None:
     finally:
         await notebooks.aclose()
         await server.aclose()
+
+
+async def test_a_room_in_use_is_not_closed_as_idle(jupyter) -> None:
+    from mcp_sidecar.jupyter.documents import Notebooks
+    from mcp_sidecar.jupyter.server import JupyterServer
+
+    from tests.sidecar.notebook_helpers import write_notebook
+
+    path = unique("busy")
+    write_notebook(jupyter, path, ["x = 1"])
+    server = JupyterServer(jupyter.url, jupyter.token)
+    notebooks = Notebooks(server, room_idle_timeout=0.3)
+    try:
+        async with notebooks.edit(path) as cells:
+            room = notebooks._rooms[path]
+            await asyncio.sleep(1.0)  # a tool body outliving the idle timeout (waits on nothing else)
+            assert not room.closed.is_set()
+            cells.set_source(0, "x = 2")
+        assert notebooks._rooms[path] is room
+        await asyncio.wait_for(room.closed.wait(), 15)  # once unused, idle closes it as before
+    finally:
+        await notebooks.aclose()
+        await server.aclose()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import websockets
@@ -122,6 +122,7 @@ class Notebooks:
         self._rooms: dict[str, Room] = {}
         self._opening: dict[str, asyncio.Lock] = {}
         self._idle_timers: dict[str, asyncio.TimerHandle] = {}
+        self._in_use: dict[str, int] = {}  # tool bodies inside read()/edit(), per room
         self._save_locks: dict[str, asyncio.Lock] = {}
 
     async def collaborative(self) -> bool:
@@ -134,7 +135,8 @@ class Notebooks:
         path = require_notebook(path)
         if await self.collaborative():
             room = await self._room(path)
-            yield room.cells()
+            with self._using(path):
+                yield room.cells()
         else:
             model = await self._load(path)
             yield ListCells(model["content"])
@@ -144,8 +146,9 @@ class Notebooks:
         path = require_notebook(path)
         if await self.collaborative():
             room = await self._room(path)
-            async with room.edit() as cells:
-                yield cells
+            with self._using(path):
+                async with room.edit() as cells:
+                    yield cells
             return
         lock = self._save_locks.setdefault(path, asyncio.Lock())
         async with lock:
@@ -156,6 +159,7 @@ class Notebooks:
     async def aclose(self) -> None:
         for timer in self._idle_timers.values():
             timer.cancel()
+        self._idle_timers.clear()
         rooms = list(self._rooms.values())
         self._rooms.clear()
         for room in rooms:
@@ -197,8 +201,21 @@ class Notebooks:
             self.room_idle_timeout, lambda: asyncio.ensure_future(self._close_idle(path))
         )
 
+    @contextlib.contextmanager
+    def _using(self, path: str) -> Iterator[None]:
+        self._in_use[path] = self._in_use.get(path, 0) + 1
+        try:
+            yield
+        finally:
+            self._in_use[path] -= 1
+            if not self._in_use[path]:
+                del self._in_use[path]
+
     async def _close_idle(self, path: str) -> None:
         self._idle_timers.pop(path, None)
+        if self._in_use.get(path):
+            self._touch(path)  # a tool is inside this room right now: idle means unused
+            return
         room = self._rooms.pop(path, None)
         if room is not None:
             await room.close()
