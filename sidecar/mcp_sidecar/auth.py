@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import metrics
 from .config import Settings
@@ -175,11 +175,31 @@ class HubTokenChecker:
             self._client = None
 
 
+class SessionOwners:
+    """Which caller opened which MCP session, so one admitted caller cannot drive another's
+    session (several identities may reach one server: the owner, an admin, a shared-server guest).
+    Keyed by user name, not token, so a rotated token keeps its sessions. Bounded like the cache."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._owners: dict[str, str] = {}
+
+    def record(self, session_id: str, owner: str) -> None:
+        self._owners[session_id] = owner
+        while len(self._owners) > self.limit:
+            del self._owners[next(iter(self._owners))]
+
+    def foreign(self, session_id: str, caller: str) -> bool:
+        owner = self._owners.get(session_id)
+        return owner is not None and owner != caller
+
+
 class AuthMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
         self.hub = HubTokenChecker(settings) if settings.uses_hub_auth else None
+        self.sessions = SessionOwners()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -203,7 +223,24 @@ class AuthMiddleware:
             (b"authorization", b"Bearer " + token.encode())
         ]
         scope.setdefault("state", {})["identity"] = verdict.identity
-        await self.app(scope, receive, send)
+        caller = verdict.identity.user or ""
+        session_id = _header(scope, b"mcp-session-id")
+        if session_id is not None:
+            if self.sessions.foreign(session_id, caller):
+                # 404 is what MCP answers for a session this caller cannot use: start a new one.
+                await _deny(send, 404, "this MCP session belongs to another caller: initialize a new session")
+                return
+            await self.app(scope, receive, send)
+            return
+
+        async def send_and_record(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                opened = dict(message.get("headers") or []).get(b"mcp-session-id")
+                if opened:
+                    self.sessions.record(opened.decode("latin-1"), caller)
+            await send(message)
+
+        await self.app(scope, receive, send_and_record)
 
     async def verify(self, token: str | None, *, url_token_refused: bool = False) -> Verdict:
         if not token:
@@ -221,6 +258,11 @@ class AuthMiddleware:
     async def aclose(self) -> None:
         if self.hub is not None:
             await self.hub.aclose()
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    value = dict(scope["headers"]).get(name)
+    return value.decode("latin-1") if value is not None else None
 
 
 async def _deny(send: Send, status: int, message: str) -> None:

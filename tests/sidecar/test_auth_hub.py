@@ -280,3 +280,25 @@ async def test_no_oauth_metadata_is_advertised(alice_sidecar: RunningSidecar) ->
     async with httpx.AsyncClient(base_url=alice_sidecar.base, timeout=30) as http:
         for path in ("/.well-known/oauth-protected-resource", "/.well-known/oauth-authorization-server"):
             assert (await http.get(path)).status_code == 404
+
+
+async def test_a_session_is_usable_only_by_the_caller_who_opened_it(
+    alice_sidecar: RunningSidecar, jupyterhub: RunningHub
+) -> None:
+    alice, _ = jupyterhub.mint_token("alice", scopes=["access:servers!server=alice/"], note="session-owner")
+    opened = await initialize(alice_sidecar, bearer(alice))
+    assert opened.status_code == 200, opened.text
+    session = {"Mcp-Session-Id": opened.headers["mcp-session-id"]}
+    list_tools = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+
+    async def post(token: str) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=30) as http:
+            headers = {**MCP_HEADERS, **bearer(token), **session}
+            return await http.post(alice_sidecar.url, json=list_tools, headers=headers)
+
+    # alice-helper is admitted to alice's server (its own session works) ...
+    assert (await initialize(alice_sidecar, bearer(jupyterhub.helper_token))).status_code == 200
+    # ... but cannot drive alice's session, while alice (even with a second token) still can.
+    assert_refused(await post(jupyterhub.helper_token), 404, "belongs to another caller")
+    again, _ = jupyterhub.mint_token("alice", scopes=["access:servers!server=alice/"], note="rotated")
+    assert (await post(again)).status_code == 200
