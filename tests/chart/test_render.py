@@ -149,8 +149,11 @@ def test_deployment_runs_one_locked_down_operator(default):
         "MCP_SIDECAR_IMAGE": "ghcr.io/jupyterhub-mcp/sidecar:0.1.0",
         "JUPYTERHUB_API_URL": "http://hub:8081/hub/api",
     }
-    # No service token configured: the variable is absent rather than empty.
-    assert "JUPYTERHUB_API_TOKEN" not in env
+    # No service token or public URL configured: the variables are absent rather than empty.
+    assert "JUPYTERHUB_API_TOKEN" not in env and "JUPYTERHUB_PUBLIC_URL" not in env
+    # Zero to JupyterHub's hub NetworkPolicy admits only pods with this label; tokens need the hub.
+    labels = spec["template"]["metadata"]["labels"]
+    assert labels["hub.jupyter.org/network-access-hub"] == "true"
 
 
 def test_webhook_configuration(default):
@@ -245,6 +248,8 @@ def test_full_values(full):
     assert env["MCP_NATIVE_SIDECAR"]["value"] == "false"
     assert env["MCP_WEBHOOK_PORT"]["value"] == "9443" and env["MCP_HEALTH_PORT"]["value"] == "9090"
     assert env["JUPYTERHUB_API_URL"]["value"] == "http://hub.jhub.svc:8081/hub/api"
+    assert env["JUPYTERHUB_PUBLIC_URL"]["value"] == "https://hub.example.org/jhub"
+    assert "hub.jupyter.org/network-access-hub" not in deployment["spec"]["template"]["metadata"]["labels"]
     assert env["MCP_LOG_LEVEL"]["value"] == "debug"
     assert one(full, "ServiceAccount")["metadata"]["annotations"] == {"example.org/owner": "platform"}
 
@@ -300,6 +305,8 @@ def test_cert_manager_self_signed_issuer(render):
         (["--set", "operator.nativeSidecar=maybe"], "/operator/nativeSidecar"),
         (["--set", "operator.healthPort=70000"], "/operator/healthPort"),
         (["--set", "hub.apiUrl=hub:8081"], "/hub/apiUrl"),
+        (["--set", "hub.publicUrl=hub.example.org"], "/hub/publicUrl"),
+        (["--set", "hub.networkAccessLabel=yes"], "/hub/networkAccessLabel"),
         (["--set", "webhook.url=http://127.0.0.1:8443/mutate-pod"], "/webhook/url"),
         (["--set", "defaultPolicy.name=Not_A_Name"], "/defaultPolicy/name"),
     ],
