@@ -4,27 +4,37 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from tests.fixtures.tools import NODE_BIN
+from tests.fixtures.tools import REPO
 from tests.sidecar.mcpclient import held_client, mcp_client
 
 __all__ = ["held_client", "mcp_client", "mcp_remote_client"]
 
 
 @contextlib.asynccontextmanager
-async def mcp_remote_client(url: str, token: str, workdir: Path) -> AsyncIterator[Client]:
-    """A stdio MCP client talking to ``mcp-remote``, which bridges to the HTTP endpoint with the
-    Authorization header, exactly as a desktop MCP host would run it."""
+async def mcp_remote_client(server: Mapping[str, Any], workdir: Path) -> AsyncIterator[Client]:
+    """A stdio MCP client running one ``mcpServers`` entry exactly as handed to the user (for the
+    demo and the token Secret alike: ``npx -y mcp-remote <url> --header Authorization:${AUTH_HEADER}``
+    with the token in ``env``), the way a desktop MCP host would start it. From the repository, npx
+    finds the ``mcp-remote`` the lockfile pinned instead of fetching one."""
     params = StdioServerParameters(
-        command=str(NODE_BIN / "mcp-remote"),
-        args=[url, "--header", f"Authorization:Bearer {token}"],
-        # mcp-remote keeps OAuth state in ~/.mcp-auth; a test keeps it in its own dir.
-        env={"MCP_REMOTE_CONFIG_DIR": str(workdir), "PATH": os.environ.get("PATH", "")},
+        command=server["command"],
+        args=list(server["args"]),
+        env={
+            **server.get("env", {}),
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(workdir),
+            # mcp-remote keeps OAuth state in ~/.mcp-auth; a test keeps it in its own dir.
+            "MCP_REMOTE_CONFIG_DIR": str(workdir),
+            "npm_config_offline": "true",  # never fetch: the pinned package or a clear failure
+        },
+        cwd=str(REPO),
     )
     with (workdir / "mcp-remote.log").open("a") as errlog:
         async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:

@@ -57,9 +57,13 @@ async def test_alice_and_bob_work_at_once_and_every_cell_lands_with_its_owner(
             seen.append(text(result))
         return seen
 
+    # Each agent runs from the configuration the demo handed its user: Alice's client speaks
+    # Streamable HTTP itself (url + headers), Bob's host starts mcp-remote over stdio.
+    alice_http = alice.mcp_json["mcpServers"]["jupyterhub"]
+    assert alice_http["headers"] == {"Authorization": f"Bearer {alice.token}"}
     async with (
-        held_client(alice.url, alice.token) as alice_agent,
-        mcp_remote_client(bob.url, bob.token, tmp_path) as bob_agent,
+        held_client(alice_http["url"], alice.token) as alice_agent,
+        mcp_remote_client(bob.mcp_json["mcpRemote"]["mcpServers"]["jupyterhub"], tmp_path) as bob_agent,
     ):
         alice_out, bob_out = await asyncio.gather(agent(alice_agent, "alice"), agent(bob_agent, "bob"))
 
