@@ -4,6 +4,10 @@ Tools (tools.py) never check policy, audit, count metrics or report activity the
 describe the call in a ``ToolCall`` and run their body through ``Guard.call``, which checks the tool
 policy, times the call, writes the audit line, counts metrics and pokes activity. An exception from
 the body is recorded and re-raised unchanged.
+
+While its body runs, a tool may add what only the body learns to the call (``current_call()``):
+the cell ids a reference resolved to, and an outcome its answer does not show as an error (an
+execution that timed out answers normally, with its partial output, but is audited as "timeout").
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -48,6 +53,17 @@ class ToolCall:
     path: str | None = None
     cells: list[str] = field(default_factory=list)
     code: str | None = None
+    # Set by the body when a normal-looking answer is not "ok" (e.g. "timeout"), with the reason.
+    outcome: str | None = None
+    reason: str | None = None
+
+
+# The call whose body runs in this task: tools describe what they learn while running.
+_current: ContextVar[ToolCall | None] = ContextVar("mcp_tool_call", default=None)
+
+
+def current_call() -> ToolCall | None:
+    return _current.get()
 
 
 class Guard:
@@ -73,26 +89,27 @@ class Guard:
         started = time.perf_counter()
         refusal = self.policy.refusal(call.tool)
         if refusal is not None:
-            self._record(call, "refused", started, refusal)
+            self._record(call, "refused", refusal, started)
             raise ToolRefused(refusal)
         self.activity.poke()
+        token = _current.set(call)
         try:
             result = await body()
         except TimeoutError as exc:
-            self._record(call, "timeout", started, str(exc) or "timed out")
+            self._record(call, "timeout", str(exc) or "timed out", started)
             raise
         except asyncio.CancelledError:
-            self._record(call, "error", started, "cancelled by the client")
+            self._record(call, "error", "cancelled by the client", started)
             raise
         except Exception as exc:
-            self._record(call, "error", started, str(exc) or type(exc).__name__)
+            self._record(call, "error", str(exc) or type(exc).__name__, started)
             raise
-        # Tools may answer with an error result instead of raising (CallToolResult.is_error).
-        failed = bool(getattr(result, "is_error", False))
-        self._record(call, "error" if failed else "ok", started, _result_text(result) if failed else None)
+        finally:
+            _current.reset(token)
+        self._record(call, *answer_outcome(call, result), started)
         return result
 
-    def _record(self, call: ToolCall, outcome: str, started: float, error: str | None) -> None:
+    def _record(self, call: ToolCall, outcome: str, error: str | None, started: float) -> None:
         seconds = time.perf_counter() - started
         metrics.record_tool_call(call.tool, outcome, seconds)
         self.audit.write(
@@ -108,6 +125,18 @@ class Guard:
     async def aclose(self) -> None:
         await self.activity.aclose()
         self.audit.close()
+
+
+def answer_outcome(call: ToolCall, result: object) -> tuple[str, str | None]:
+    """Pure: (outcome, error) of a call whose body returned ``result``.
+
+    Tools may answer with an error result instead of raising (CallToolResult.is_error); an answer
+    that is not an error may still carry the outcome the body set (e.g. a timed-out execution)."""
+    if getattr(result, "is_error", False):
+        return call.outcome or "error", call.reason or _result_text(result)
+    if call.outcome and call.outcome != "ok":
+        return call.outcome, call.reason
+    return "ok", None
 
 
 def _result_text(result: object) -> str:

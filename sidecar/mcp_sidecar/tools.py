@@ -20,7 +20,7 @@ from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 
 from . import metrics
 from .config import Settings
-from .guard import Guard, Identity, ToolCall, ToolRefused
+from .guard import Guard, Identity, ToolCall, ToolRefused, current_call
 from .jupyter.cells import empty_notebook, insertion_index, move, new_cell, resolve, source_text
 from .jupyter.documents import Notebooks
 from .jupyter.errors import JupyterError
@@ -56,6 +56,15 @@ def _identity(ctx: Context) -> Identity | None:
 def _session_id(ctx: Context) -> str | None:
     headers = ctx.headers or {}
     return headers.get("mcp-session-id")
+
+
+def _audit_cells(*cell_ids: str) -> None:
+    """Audit the cell ids a call resolved to or created, not the caller's references ("0", "-1").
+
+    A cell without an id (an nbformat 4.4 notebook read without edits) keeps the reference."""
+    call = current_call()
+    if call is not None and all(cell_ids):
+        call.cells = list(cell_ids)
 
 
 def _text(text: str, **structured: Any) -> CallToolResult:
@@ -333,6 +342,7 @@ class NotebookTools:
                 index = resolve(cells, cell, nb_path)
                 cell_id = cells.cell_id(index)
                 data = cells.get(index)
+            _audit_cells(cell_id)
             source = source_text(data)
             count = data.get("execution_count")
             header = f"[{index}] {data['cell_type']} id={cell_id}" + (f" [{count}]" if count else "")
@@ -382,6 +392,7 @@ class NotebookTools:
 
         async def body(nb_path: str) -> CallToolResult:
             cell_id, position = await self._insert(nb_path, source, index, cell_type)
+            _audit_cells(cell_id)
             return _text(
                 f"inserted {cell_type} cell {cell_id} at index {position}", cell_id=cell_id, index=position
             )
@@ -405,6 +416,7 @@ class NotebookTools:
                 index = resolve(cells, cell, nb_path)
                 cells.set_source(index, source)
                 cell_id = cells.cell_id(index)
+            _audit_cells(cell_id)
             return _text(f"cell {index} ({cell_id}) overwritten", cell_id=cell_id, index=index)
 
         return await self._run(
@@ -443,6 +455,7 @@ class NotebookTools:
                     )
                 cells.set_source(index, source.replace(old, new))
                 cell_id = cells.cell_id(index)
+            _audit_cells(cell_id)
             return _text(
                 f"cell {index} ({cell_id}): {found} replacement(s)", cell_id=cell_id, replacements=found
             )
@@ -463,6 +476,7 @@ class NotebookTools:
                 for index in indexes:
                     doc.delete(index)
                 remaining = len(doc)
+            _audit_cells(*ids)
             return _text(
                 f"deleted {len(indexes)} cell(s); {remaining} left", deleted=ids, remaining=remaining
             )
@@ -485,6 +499,7 @@ class NotebookTools:
                 cell_id = cells.cell_id(index)
                 if target != index:
                     move(cells, index, target)
+            _audit_cells(cell_id)
             return _text(f"cell {cell_id} moved from {index} to {target}", cell_id=cell_id, index=target)
 
         return await self._run(ctx, "move_cell", body, path=path, needs_notebook=True, cells=[cell])
@@ -497,12 +512,14 @@ class NotebookTools:
         async def body(nb_path: str) -> CallToolResult:
             async with self.notebooks.edit(nb_path) as cells:
                 indexes = [resolve(cells, cell, nb_path)] if cell is not None else range(len(cells))
-                cleared = 0
+                cleared: list[str] = []
                 for index in indexes:
                     if cells.get(index).get("cell_type") == "code":
                         cells.set_outputs(index, [], None)
-                        cleared += 1
-            return _text(f"cleared outputs of {cleared} cell(s)", cleared=cleared)
+                        cleared.append(cells.cell_id(index))
+                named = [cells.cell_id(i) for i in indexes] if cell is not None else cleared
+            _audit_cells(*named)
+            return _text(f"cleared outputs of {len(cleared)} cell(s)", cleared=len(cleared))
 
         return await self._run(
             ctx,
@@ -534,6 +551,7 @@ class NotebookTools:
                 index = resolve(cells, cell, nb_path)
                 data = cells.get(index)
                 cell_id = cells.cell_id(index)
+            _audit_cells(cell_id)
             if data["cell_type"] != "code":
                 raise JupyterError(f"cell {index} is a {data['cell_type']} cell; only code cells run")
             return await self._execute(ctx, nb_path, cell_id, source_text(data), limit)
@@ -553,6 +571,7 @@ class NotebookTools:
         async def body(nb_path: str) -> CallToolResult:
             limit = self._timeout(timeout)
             cell_id, _ = await self._insert(nb_path, source, index, "code")
+            _audit_cells(cell_id)
             return await self._execute(ctx, nb_path, cell_id, source, limit)
 
         return await self._run(ctx, "insert_and_execute", body, path=path, needs_notebook=True, code=source)
@@ -587,6 +606,10 @@ class NotebookTools:
             execution = self.kernels.executions.get(execution_id)
             if execution is None:
                 raise JupyterError(f"no execution {execution_id!r} here (unknown, or too old to be kept)")
+            call = current_call()
+            if call is not None:  # audit which notebook and cell this execution belongs to
+                call.path = execution.path
+                call.cells = [execution.cell_id] if execution.cell_id else []
             await self.kernels.wait(
                 execution, max(0.0, min(wait, self.return_after)), on_progress=self._progress(ctx)
             )
@@ -732,6 +755,11 @@ class NotebookTools:
             notes.append("[aborted: the kernel skipped this code (an earlier request failed); nothing ran]")
         if execution.failure:
             notes.append(f"[{execution.failure}]")
+        call = current_call()
+        if call is not None and execution.interrupted_after is not None:
+            # The answer is a normal one (partial output), but the audit and metrics say timeout.
+            call.outcome = "timeout"
+            call.reason = f"timed out after {execution.interrupted_after:g} s; kernel interrupted"
         if execution.save_error:
             notes.append(f"[{execution.save_error}]")
         content = _outputs_content(shaped.parts)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -22,9 +24,24 @@ PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADh
 
 
 @pytest.fixture(scope="session")
-async def sidecar(jupyter: JupyterProcess) -> AsyncIterator[RunningSidecar]:
-    async with sidecar_in_process(jupyter, MCP_OUTPUT_MAX_CHARS="2000") as running:
+async def sidecar(
+    jupyter: JupyterProcess, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningSidecar]:
+    audit = tmp_path_factory.mktemp("tools-audit") / "audit.jsonl"
+    async with sidecar_in_process(jupyter, MCP_OUTPUT_MAX_CHARS="2000", MCP_AUDIT_LOG=str(audit)) as running:
         yield running
+
+
+def audit_lines(sidecar: RunningSidecar) -> list[dict]:
+    log = Path(sidecar.app.state.tools.guard.settings.audit_log)  # type: ignore[attr-defined]
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+async def metric(sidecar: RunningSidecar, sample: str) -> float:
+    """The value of one exposition line of /metrics (0 when absent)."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        body = (await http.get(f"{sidecar.base}/metrics")).text
+    return next((float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(sample)), 0.0)
 
 
 @pytest.fixture(scope="session")
@@ -199,7 +216,9 @@ async def test_png_comes_back_as_image_content(client, notebook) -> None:
     assert [c.type for c in read.content].count("image") == 1
 
 
-async def test_timeout_interrupts_and_returns_partial_output(client, notebook) -> None:
+async def test_timeout_interrupts_and_returns_partial_output(client, sidecar, notebook) -> None:
+    timeouts = 'mcp_tool_calls_total{outcome="timeout",tool="insert_and_execute"}'
+    counted_before = await metric(sidecar, timeouts)
     started = time.monotonic()
     result = await client.call_tool(
         "insert_and_execute",
@@ -216,6 +235,11 @@ async def test_timeout_interrupts_and_returns_partial_output(client, notebook) -
     assert "timed out after 2 s" in body or "timed out after 1 s" in body
     assert "interrupted" in body
     assert result.structured_content["status"] == "timeout"
+    # Audited and counted as a timeout, not "ok" (the answer itself is a normal one).
+    record = [r for r in audit_lines(sidecar) if r["tool"] == "insert_and_execute"][-1]
+    assert record["outcome"] == "timeout" and "interrupted" in record["error"]
+    assert record["cells"] == [result.structured_content["cell_id"]]
+    assert await metric(sidecar, timeouts) == counted_before + 1
     # The kernel is free again at once: it was interrupted, not left running.
     quick = await call(client, "execute_code", path=notebook, code="print('free')", timeout=10)
     assert "free" in text(quick)

@@ -116,7 +116,7 @@ async def test_one_well_formed_audit_line_per_call_with_code_when_asked(
     path = unique("audited")
     async with mcp_client(audited_sidecar.url, audited_sidecar.token) as client:
         await call(client, "create_notebook", path=path)
-        await call(client, "insert_and_execute", path=path, source="print(6 * 7)")
+        ran = await call(client, "insert_and_execute", path=path, source="print(6 * 7)")
         await call(client, "read_cell", path=path, cell=0)
         await fails(client, "read_notebook", path="does/not/exist.ipynb")
     lines = audit_lines(log)[before:]
@@ -134,7 +134,9 @@ async def test_one_well_formed_audit_line_per_call_with_code_when_asked(
         assert record["duration_ms"] >= 0
     assert lines[0]["path"] == path and lines[0]["error"] is None
     assert lines[1]["code"] == "print(6 * 7)"
-    assert lines[2]["cells"] == ["0"]
+    # Cell ids, not the caller's references: the new cell's id, and what index 0 resolved to.
+    cell_id = ran.structured_content["cell_id"]
+    assert lines[0]["cells"] == [] and lines[1]["cells"] == [cell_id] and lines[2]["cells"] == [cell_id]
     assert "does/not/exist.ipynb" in lines[3]["error"]
     assert len({r["session"] for r in lines}) == 1
 

@@ -15,7 +15,7 @@ from mcp_sidecar.activity import activity_body
 from mcp_sidecar.audit import AuditLog, audit_record
 from mcp_sidecar.auth import AuthMiddleware, HubTokenChecker, bearer_token, split_query_token
 from mcp_sidecar.config import ConfigError, Settings
-from mcp_sidecar.guard import Guard, Identity, ToolCall, ToolRefused
+from mcp_sidecar.guard import Guard, Identity, ToolCall, ToolRefused, current_call
 
 ALICE = Identity(user="alice", kind="hub", token_id="a7", token_note="agent", scopes=frozenset({"x"}))
 
@@ -175,3 +175,26 @@ def test_activity_body_matches_the_single_user_server() -> None:
         "servers": {"lab": {"last_activity": "2026-05-06T07:08:09.123Z"}},
         "last_activity": "2026-05-06T07:08:09.123Z",
     }
+
+
+async def test_a_body_adds_what_it_learned_to_the_audit_record() -> None:
+    """Resolved cell ids replace the caller's references; a normal answer may still be a timeout."""
+    guard, out = guard_with_log()
+    before = calls("execute_cell", "timeout")
+
+    async def body() -> CallToolResult:
+        call = current_call()
+        assert call is not None
+        call.cells = ["abc123"]
+        call.outcome, call.reason = "timeout", "timed out after 2 s; kernel interrupted"
+        return CallToolResult(content=[TextContent(type="text", text="partial output")])
+
+    await guard.call(ToolCall("execute_cell", cells=["0"]), body)
+    [record] = lines(out)
+    assert (record["outcome"], record["error"], record["cells"]) == (
+        "timeout",
+        "timed out after 2 s; kernel interrupted",
+        ["abc123"],
+    )
+    assert calls("execute_cell", "timeout") == before + 1
+    assert current_call() is None  # nothing leaks past the call
