@@ -37,7 +37,8 @@ CellRef = int | str
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 EDIT = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
 DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
-EXECUTE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+# Running code can do anything the kernel can (delete files, overwrite state): destructive.
+EXECUTE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
 
 # Answer before common client request timeouts (60 s); the cell keeps running and
 # get_execution picks it up.

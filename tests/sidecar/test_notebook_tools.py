@@ -82,6 +82,9 @@ async def test_tools_are_listed_with_annotations(client) -> None:
     assert expected <= set(tools)
     assert tools["read_notebook"].annotations.read_only_hint is True
     assert tools["delete_cells"].annotations.destructive_hint is True
+    for name in ("execute_cell", "insert_and_execute", "execute_code", "interrupt_kernel", "restart_kernel"):
+        hints = tools[name].annotations
+        assert hints.destructive_hint is True and hints.read_only_hint is False, name
     assert "path" in tools["execute_cell"].input_schema["properties"]
 
 
