@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from mcp_operator.injection import ANN_INJECTED, LABEL_POD, PORT_NAME
+from mcp_operator.injection import ANN_INJECTED, LABEL_POD, PORT_NAME, injected_port
 from mcp_operator.names import child_name, label_value
 from mcp_operator.policy import PodIdentity, Policy
 from mcp_operator.tokens import mcp_path
@@ -47,7 +47,11 @@ def _metadata(pod: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
     return {
         "name": child_name(pod),
         "namespace": meta["namespace"],
-        "labels": {**MANAGED_BY, LABEL_POD: label_value(meta["name"]), LABEL_POLICY: policy.name},
+        "labels": {
+            **MANAGED_BY,
+            LABEL_POD: label_value(meta["name"]),
+            LABEL_POLICY: label_value(policy.name),  # a policy name may be up to 253 characters
+        },
         "annotations": {ANN_GENERATION: str(policy.generation)},
         "ownerReferences": [owner_reference(pod)],
     }
@@ -58,7 +62,14 @@ def pod_selector(pod: Mapping[str, Any]) -> dict[str, str]:
     return {LABEL_POD: label_value(pod["metadata"]["name"])}
 
 
+def sidecar_port(pod: Mapping[str, Any], policy: Policy) -> int:
+    """The port the pod's sidecar listens on: the one it was injected with (a policy edited since
+    does not move a running sidecar), the policy's only for a pod without our container."""
+    return injected_port(pod) or policy.sidecar.port
+
+
 def build_service_spec(pod: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
+    port = sidecar_port(pod, policy)
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -66,9 +77,9 @@ def build_service_spec(pod: Mapping[str, Any], policy: Policy) -> dict[str, Any]
         "spec": {
             "type": "ClusterIP",
             "selector": pod_selector(pod),
-            "ports": [
-                {"name": PORT_NAME, "port": policy.sidecar.port, "targetPort": PORT_NAME, "protocol": "TCP"}
-            ],
+            # A numeric targetPort: a named one resolves against a native sidecar (an init container)
+            # only from Kubernetes 1.32 (kubernetes#127976), native sidecars are used from 1.29.
+            "ports": [{"name": PORT_NAME, "port": port, "targetPort": port, "protocol": "TCP"}],
         },
     }
 
@@ -153,7 +164,7 @@ def build_network_policy_spec(
         "spec": {
             "podSelector": {"matchLabels": pod_selector(pod)},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": [peer], "ports": [{"port": policy.sidecar.port, "protocol": "TCP"}]}],
+            "ingress": [{"from": [peer], "ports": [{"port": sidecar_port(pod, policy), "protocol": "TCP"}]}],
         },
     }
 

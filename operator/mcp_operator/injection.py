@@ -190,6 +190,19 @@ def already_injected(pod: Mapping[str, Any]) -> bool:
     )
 
 
+def injected_port(pod: Mapping[str, Any]) -> int | None:
+    """The port the webhook gave this pod's sidecar (its `mcp` containerPort), None when the pod has
+    no sidecar of ours. A running pod keeps that port whatever its policy says later."""
+    for key in ("initContainers", "containers"):
+        for c in _containers(pod, key):
+            if c.get("name") != CONTAINER_NAME:
+                continue
+            ports = [p for p in c.get("ports") or () if isinstance(p.get("containerPort"), int)]
+            named = [p for p in ports if p.get("name") == PORT_NAME]
+            return (named or ports or [{}])[0].get("containerPort")
+    return None
+
+
 def _escape(key: str) -> str:
     """JSON Pointer escaping (RFC 6901) for keys such as `mcp.jupyterhub.org/injected`."""
     return key.replace("~", "~0").replace("/", "~1")

@@ -145,7 +145,8 @@ def test_pod_is_injected_and_wired(cluster: Cluster) -> None:
         assert owner.controller and owner.block_owner_deletion
     svc = children["Service"]
     assert all(stored.metadata.labels.get(k) == v for k, v in svc.spec.selector.items())
-    assert (svc.spec.ports[0].port, svc.spec.ports[0].target_port) == (8890, "mcp")
+    # numeric: a named targetPort reaches a native sidecar only from Kubernetes 1.32 on
+    assert (svc.spec.ports[0].port, svc.spec.ports[0].target_port) == (8890, 8890)
     ing = children["Ingress"]
     assert ing.spec.ingress_class_name == "nginx" and ing.spec.tls[0].secret_name == "hub-tls"
     rule = ing.spec.rules[0]
@@ -237,6 +238,54 @@ def test_policy_change_updates_children_of_running_pods(cluster: Cluster) -> Non
     cluster.core.read_namespaced_service("jupyter-dave-mcp", cluster.namespace)
     cluster.apply_policy("everyone", EVERYONE)
     eventually("dave's Ingress back", lambda: cluster.children("jupyter-dave"))
+
+
+def endpoint_ports(cluster: Cluster, service: str) -> list[int] | None:
+    """The ports the EndpointSlice controller published for the Service (None until it has)."""
+    slices = client.DiscoveryV1Api(cluster.api).list_namespaced_endpoint_slice(
+        cluster.namespace, label_selector=f"kubernetes.io/service-name={service}"
+    ).items
+    ports = [p.port for s in slices if s.endpoints for p in s.ports or () if p.port is not None]
+    return ports or None
+
+
+def test_policy_port_change_keeps_running_pods_on_their_port(cluster: Cluster) -> None:
+    """A running sidecar keeps the port it was injected with: a policy edit re-renders the
+    children of running pods, and they must still point where the sidecar listens."""
+    cluster.create_pod(user_pod("judy"))
+    cluster.wired("jupyter-judy")
+    try:
+        generation = cluster.apply_policy("everyone", {**EVERYONE, "sidecar": {"port": 8891}})["metadata"][
+            "generation"
+        ]
+
+        def rerendered() -> dict[str, Any] | None:
+            children = cluster.children("jupyter-judy")
+            if children is None or any(
+                c.metadata.annotations.get("mcp.jupyterhub.org/policy-generation") != str(generation)
+                for c in children.values()
+            ):
+                return None
+            return children
+
+        children = eventually("judy's children re-rendered for the new generation", rerendered)
+        port = children["Service"].spec.ports[0]
+        assert (port.port, port.target_port) == (8890, 8890)
+        assert children["NetworkPolicy"].spec.ingress[0].ports[0].port == 8890
+        # the controller-manager's EndpointSlice controller resolves it to the pod's real port
+        published = eventually("judy's EndpointSlice", lambda: endpoint_ports(cluster, "jupyter-judy-mcp"))
+        assert published == [8890]
+
+        # a pod spawned now gets the new port, and so do its children
+        cluster.create_pod(user_pod("kim"))
+        sidecar = next(c for c in cluster.pod("jupyter-kim").spec.init_containers if c.name == "mcp-sidecar")
+        assert [p.container_port for p in sidecar.ports] == [8891]
+        kim = cluster.wired("jupyter-kim")
+        assert kim["Service"].spec.ports[0].target_port == 8891
+        assert kim["NetworkPolicy"].spec.ingress[0].ports[0].port == 8891
+        assert eventually("kim's EndpointSlice", lambda: endpoint_ports(cluster, "jupyter-kim-mcp")) == [8891]
+    finally:
+        cluster.apply_policy("everyone", EVERYONE)
 
 
 def test_status_counts_and_printer_columns(cluster: Cluster) -> None:

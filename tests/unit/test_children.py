@@ -14,6 +14,7 @@ from mcp_operator.children import (
     injected_policy,
     parse_ingress_selector,
 )
+from mcp_operator.names import label_value
 from mcp_operator.policy import Policy
 
 DEFAULT = parse_ingress_selector("app.kubernetes.io/name=ingress-nginx")
@@ -53,10 +54,35 @@ def test_children_are_owned_by_the_pod_and_labelled() -> None:
         assert meta["annotations"]["mcp.jupyterhub.org/policy-generation"] == "4"
 
 
+def injected(user: str, port: int, *, native: bool = True) -> dict[str, Any]:
+    """A pod as the webhook left it: its sidecar listens on `port`."""
+    p = pod(user)
+    sidecar = {"name": "mcp-sidecar", "ports": [{"name": "mcp", "containerPort": port, "protocol": "TCP"}]}
+    notebook = {"name": "notebook", "ports": [{"name": "notebook-port", "containerPort": 8888}]}
+    if native:
+        p["spec"] = {"initContainers": [{"name": "block-cloud-metadata"}, sidecar], "containers": [notebook]}
+    else:
+        p["spec"] = {"containers": [notebook, sidecar]}
+    return p
+
+
 def test_service_targets_the_sidecar_port_of_this_pod_only() -> None:
+    # A pod without our container (never in practice): the policy's port.
     svc = build_service_spec(pod("alice"), policy(sidecar={"port": 9000}))
     assert svc["spec"]["selector"] == {"mcp.jupyterhub.org/pod": "jupyter-x"}
-    assert svc["spec"]["ports"] == [{"name": "mcp", "port": 9000, "targetPort": "mcp", "protocol": "TCP"}]
+    # Numeric targetPort: named ports on native sidecars resolve only from Kubernetes 1.32.
+    assert svc["spec"]["ports"] == [{"name": "mcp", "port": 9000, "targetPort": 9000, "protocol": "TCP"}]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_ports_are_the_ones_the_pod_was_injected_with(native: bool) -> None:
+    """The policy's port changed after the pod started: its sidecar still listens where it was
+    injected, so the Service and the NetworkPolicy must keep pointing there."""
+    running, changed = injected("alice", 8890, native=native), policy(sidecar={"port": 9000})
+    svc = build_service_spec(running, changed)
+    assert svc["spec"]["ports"] == [{"name": "mcp", "port": 8890, "targetPort": 8890, "protocol": "TCP"}]
+    np = build_network_policy_spec(running, changed, DEFAULT)
+    assert np["spec"]["ingress"][0]["ports"] == [{"port": 8890, "protocol": "TCP"}]
 
 
 @pytest.mark.parametrize(
@@ -89,6 +115,16 @@ def test_ingress_class_host_tls_annotations() -> None:
     assert ing["spec"]["rules"][0]["host"] == "hub.example.org"
     assert ing["spec"]["tls"] == [{"hosts": ["hub.example.org"], "secretName": "hub-tls"}]
     assert ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
+
+
+def test_long_policy_names_fit_a_label_value() -> None:
+    """Policy names may have 253 characters, label values 63: a raw long name fails the apply."""
+    name = "p" * 100
+    long = Policy.from_object({"metadata": {"name": name, "generation": 1}, "spec": {}})
+    for child in build_children(pod("alice", name="jupyter-" + "x" * 70), long, DEFAULT):
+        labels = child["metadata"]["labels"]
+        assert all(len(v) <= 63 for v in labels.values()), labels
+        assert labels["mcp.jupyterhub.org/policy"] == label_value(name) != name
 
 
 def test_route_and_network_can_be_turned_off() -> None:
