@@ -242,9 +242,13 @@ def test_policy_change_updates_children_of_running_pods(cluster: Cluster) -> Non
 
 def endpoint_ports(cluster: Cluster, service: str) -> list[int] | None:
     """The ports the EndpointSlice controller published for the Service (None until it has)."""
-    slices = client.DiscoveryV1Api(cluster.api).list_namespaced_endpoint_slice(
-        cluster.namespace, label_selector=f"kubernetes.io/service-name={service}"
-    ).items
+    slices = (
+        client.DiscoveryV1Api(cluster.api)
+        .list_namespaced_endpoint_slice(
+            cluster.namespace, label_selector=f"kubernetes.io/service-name={service}"
+        )
+        .items
+    )
     ports = [p.port for s in slices if s.endpoints for p in s.ports or () if p.port is not None]
     return ports or None
 
