@@ -38,14 +38,14 @@ from kubernetes.client.exceptions import ApiException
 
 from mcp_operator import tokens
 from mcp_operator.hubclient import HubClient, HubError, HubUnavailable
-from mcp_operator.injection import ANN_INJECTED
+from mcp_operator.injection import ANN_INJECTED, LABEL_POD
+from mcp_operator.names import label_value
 from mcp_operator.policy import PodIdentity, Policy
 from mcp_operator.tokens import UserServer
 
 log = logging.getLogger(__name__)
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "jupyterhub-mcp"}
-POD_LABEL = "mcp.jupyterhub.org/pod"
 USER_PODS = {"component": "singleuser-server"}
 POLICY_GROUP, POLICY_VERSION, POLICY_PLURAL = "mcp.jupyterhub.org", "v1alpha1", "mcppolicies"
 FIELD_MANAGER = "jupyterhub-mcp-tokens"
@@ -267,7 +267,8 @@ class TokenReconciler:
             user=server.user,
             token=minted,
             url=url,
-            labels={**MANAGED_BY, POD_LABEL: server.pod_name},
+            # hash-fitted like on the pod itself: pod names can be longer than a label value's 63
+            labels={**MANAGED_BY, LABEL_POD: label_value(server.pod_name)},
         )
         try:
             await self.kube.write_secret(manifest, existing)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import kopf
 import pytest
+from kubernetes.client.exceptions import ApiException
 from mcp_operator import tokens as t
 from mcp_operator.injection import ANN_INJECTED
-from mcp_operator.token_handlers import user_server
+from mcp_operator.names import label_value
+from mcp_operator.policy import Policy
+from mcp_operator.token_handlers import TokenReconciler, user_server
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 SCOPE = t.server_scope("alice", "")
@@ -249,3 +255,64 @@ def test_retry_delay_grows_and_is_capped() -> None:
     assert [t.retry_delay(n, 10) for n in range(4)] == [10, 20, 40, 80]
     assert t.retry_delay(10, 10) == 300
     assert t.retry_delay(10_000, 10, cap=60) == 60
+
+
+# --- the reconciler with a hub and an API server that behave like the real ones -----------------
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+class FakeHub:
+    def __init__(self) -> None:
+        self.minted: list[str] = []
+        self.revoked: list[str] = []
+
+    async def list_tokens(self, user: str) -> list[t.HubToken]:
+        return []
+
+    async def mint(self, user: str, *, scopes: list[str], expires_in: int, note: str) -> t.MintedToken:
+        token_id = f"a{len(self.minted)}"
+        self.minted.append(token_id)
+        expires = NOW + timedelta(seconds=expires_in)
+        return t.MintedToken(id=token_id, scopes=frozenset(scopes), note=note, expires_at=expires, value="v")
+
+    async def revoke(self, user: str, token_id: str) -> bool:
+        self.revoked.append(token_id)
+        return True
+
+
+class FakeKube:
+    """Validates label values the way the API server does (422 otherwise)."""
+
+    def __init__(self) -> None:
+        self.secrets: dict[str, dict[str, Any]] = {}
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.secrets.get(name)
+
+    async def write_secret(self, manifest: dict[str, Any], existing: dict[str, Any] | None) -> None:
+        for value in manifest["metadata"].get("labels", {}).values():
+            if len(value) > 63 or not _LABEL_VALUE.match(value):
+                raise ApiException(status=422, reason=f"Invalid value: {value!r}: must be no more than 63")
+        self.secrets[manifest["metadata"]["name"]] = manifest
+
+    async def set_policy_condition(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+async def test_a_pod_name_longer_than_a_label_value_gets_its_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pod names may be longer than 63 characters (KubeSpawner's name template is configurable):
+    the Secret's pod label is hash-fitted, so the first write succeeds and no token is minted only
+    to be revoked again."""
+    monkeypatch.setattr(kopf, "info", lambda *a, **k: None)
+    pod_name = "jupyter-" + "a" * 62
+    assert len(pod_name) == 70
+    server = t.UserServer("hub", pod_name, POD_UID, "alice", "", "default")
+    hub, kube = FakeHub(), FakeKube()
+    reconciler = TokenReconciler(hub, kube, hub_public_url=None, clock=lambda: NOW)  # type: ignore[arg-type]
+    policy = Policy.from_object({"metadata": {"name": "default"}, "spec": {"tokens": {"issue": True}}})
+    plan = await reconciler.ensure(server, policy)
+    assert plan is not None and plan.mint
+    (secret,) = kube.secrets.values()
+    assert secret["metadata"]["labels"]["mcp.jupyterhub.org/pod"] == label_value(pod_name)
+    assert (hub.minted, hub.revoked) == (["a0"], [])
