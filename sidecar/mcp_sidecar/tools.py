@@ -239,14 +239,27 @@ class NotebookTools:
     async def create_notebook(
         self, ctx: Context, path: str, kernel_name: str | None = None
     ) -> CallToolResult:
-        """Create an empty notebook at `path` (must end in .ipynb and not exist yet)."""
+        """Create an empty notebook at `path` (must end in .ipynb and not exist yet).
+
+        kernel_name: an installed kernel (e.g. "python3"); its kernel runs the notebook's cells.
+        Omitted: the server's default kernel.
+        """
 
         async def body() -> CallToolResult:
             clean = require_notebook(path)
             if await self.server.exists(clean):
                 raise JupyterError(f"{clean!r} already exists; nothing was changed")
+            spec = None
+            if kernel_name:
+                specs = await self.server.kernelspecs()
+                if kernel_name not in specs:
+                    raise JupyterError(
+                        f"kernel_name {kernel_name!r} is not installed on this Jupyter server "
+                        f"(installed: {', '.join(sorted(specs)) or 'none'}); nothing was created"
+                    )
+                spec = specs[kernel_name]
             await self.server.save_contents(
-                clean, {"type": "notebook", "format": "json", "content": empty_notebook(kernel_name)}
+                clean, {"type": "notebook", "format": "json", "content": empty_notebook(kernel_name, spec)}
             )
             if await self.notebooks.collaborative():
                 # The room loader gives an empty notebook one blank cell (as JupyterLab shows it);
@@ -814,7 +827,8 @@ class NotebookTools:
         """Interrupt the kernel of a notebook (or a kernel by id), like the stop button."""
 
         async def body(nb_path: str | None = None) -> CallToolResult:
-            target = kernel_id or await self.kernels.kernel_for(nb_path)  # type: ignore[arg-type]
+            # Never start a kernel just to interrupt it.
+            target = kernel_id or await self.kernels.running_kernel(nb_path)  # type: ignore[arg-type]
             await self.kernels.interrupt(target)
             return _text(f"kernel {target} interrupted", kernel_id=target)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -420,3 +421,70 @@ async def test_one_room_connection_per_notebook_reused(client, sidecar, notebook
     async with mcp_client(sidecar.url, sidecar.token) as other:
         await call(other, "read_notebook", path=notebook)
     assert rooms._rooms[notebook] is room and not room.closed.is_set()
+
+
+async def sessions_of(jupyter: JupyterProcess, path: str) -> list[dict]:
+    async with httpx.AsyncClient(base_url=jupyter.url, headers=jupyter.headers) as http:
+        return [s for s in (await http.get("api/sessions")).json() if s["path"] == path]
+
+
+async def test_a_missing_notebook_gets_no_kernel(client, jupyter) -> None:
+    """A typo in `path` is an error naming it; no session or kernel is started for it."""
+    path = unique("typo")
+    for tool, arguments in [
+        ("execute_code", {"path": path, "code": "1"}),
+        ("interrupt_kernel", {"path": path}),
+        ("restart_kernel", {"path": path}),
+    ]:
+        message = await fails(client, tool, **arguments)
+        assert "no such notebook" in message and path in message, f"{tool}: {message}"
+    assert await sessions_of(jupyter, path) == []
+    assert not (jupyter.root / path).exists()
+
+
+async def test_interrupt_kernel_never_starts_a_kernel(client, jupyter) -> None:
+    path = unique("idle")
+    write_notebook(jupyter, path, ["1"])
+    message = await fails(client, "interrupt_kernel", path=path)
+    assert "has no running kernel" in message
+    assert await sessions_of(jupyter, path) == []
+    await call(client, "execute_code", path=path, code="1")  # now it has one, and it can be interrupted
+    await call(client, "interrupt_kernel", path=path)
+
+
+def install_kernelspec(jupyter: JupyterProcess, name: str) -> None:
+    """A second Python kernelspec in the server's data dir, so the chosen kernel is observable."""
+    folder = jupyter.root.parent / "home" / "data" / "kernels" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec = {"argv": argv, "display_name": f"Python ({name})", "language": "python"}
+    (folder / "kernel.json").write_text(json.dumps(spec))
+
+
+@pytest.mark.parametrize("kernel_name", ["python3", "mcp-alt"])
+async def test_create_notebook_kernel_name_is_the_kernel_that_runs_it(client, jupyter, kernel_name) -> None:
+    install_kernelspec(jupyter, "mcp-alt")
+    path = unique(f"kernel-{kernel_name}")
+    await call(client, "create_notebook", path=path, kernel_name=kernel_name)
+    spec = read_disk(jupyter, path)["metadata"]["kernelspec"]
+    assert spec["name"] == kernel_name and spec["language"] == "python"
+    ran = await call(client, "insert_and_execute", path=path, source="import sys; print(sys.version_info[0])")
+    assert "3" in text(ran)
+    [session] = await sessions_of(jupyter, path)
+    assert session["kernel"]["id"] == ran.structured_content["kernel_id"]
+    assert session["kernel"]["name"] == kernel_name
+
+
+async def test_an_unknown_kernel_name_is_a_clear_error_and_changes_nothing(client, jupyter) -> None:
+    path = unique("nokernel")
+    message = await fails(client, "create_notebook", path=path, kernel_name="no-such-kernel")
+    assert "'no-such-kernel' is not installed" in message and "python3" in message
+    assert not (jupyter.root / path).exists()
+    # A notebook that names a kernel this server lacks (written elsewhere): said so, nothing inserted.
+    write_notebook(jupyter, path, ["x = 1"])
+    notebook = read_disk(jupyter, path)
+    notebook["metadata"]["kernelspec"] = {"name": "no-such-kernel", "display_name": "gone"}
+    (jupyter.root / path).write_text(json.dumps(notebook))
+    message = await fails(client, "execute_cell", path=path, cell=0)
+    assert "'no-such-kernel' (metadata.kernelspec.name) is not installed" in message, message
+    assert await sessions_of(jupyter, path) == []

@@ -50,11 +50,18 @@ def new_cell(cell_type: str, source: str) -> dict[str, Any]:
     return cell
 
 
-def empty_notebook(kernel_name: str | None = None) -> dict[str, Any]:
-    """An nbformat 4.5 notebook with no cells (written out here: importing nbformat costs ~1 s)."""
+def empty_notebook(kernel_name: str | None = None, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An nbformat 4.5 notebook with no cells (written out here: importing nbformat costs ~1 s).
+
+    ``spec`` is the installed kernelspec of ``kernel_name`` (its display name and language)."""
     metadata: dict[str, Any] = {}
     if kernel_name:
-        metadata["kernelspec"] = {"name": kernel_name, "display_name": kernel_name}
+        spec = spec or {}
+        metadata["kernelspec"] = {
+            "name": kernel_name,
+            "display_name": spec.get("display_name") or kernel_name,
+            **({"language": spec["language"]} if spec.get("language") else {}),
+        }
     return {"nbformat": 4, "nbformat_minor": 5, "metadata": metadata, "cells": []}
 
 

@@ -264,30 +264,64 @@ class Kernels:
         self._known: dict[str, str] = {}
         self.executions: OrderedDict[str, Execution] = OrderedDict()
 
-    async def kernel_for(self, path: str, *, kernel_name: str | None = None) -> str:
+    async def kernel_for(self, path: str) -> str:
         """The kernel of ``path``'s session (the one JupyterLab shows), started if it never had one."""
-        known = self._known.get(path)
-        connection = self._connections.get(known or "")
+        async with self._path_locks.setdefault(path, asyncio.Lock()):
+            kernel_id = await self._current(path)
+            if kernel_id is not None:
+                return kernel_id
+            created = await self.server.create_session(path, await self._kernel_name(path))
+            self._known[path] = created["kernel"]["id"]
+            return created["kernel"]["id"]
+
+    async def running_kernel(self, path: str) -> str:
+        """The kernel serving ``path`` right now; never starts one (e.g. to interrupt it)."""
+        async with self._path_locks.setdefault(path, asyncio.Lock()):
+            kernel_id = await self._current(path)
+        if kernel_id is None:
+            await self._notebook(path)  # a missing notebook says so, rather than "no kernel"
+            raise JupyterError(f"{path!r} has no running kernel (nothing runs there)")
+        return kernel_id
+
+    async def _current(self, path: str) -> str | None:
+        """The kernel of ``path``'s session, None if it never had one here; errors if it was lost."""
+        connection = self._connections.get(self._known.get(path) or "")
         if connection is not None and not connection.lost:
             # Our live connection to that kernel is the proof it still serves this notebook:
             # shutting it down, culling it or switching the notebook's kernel closes it.
             return connection.kernel_id
-        async with self._path_locks.setdefault(path, asyncio.Lock()):
-            session = await self._session(path)
-            if session is not None:
-                kernel = session.get("kernel") or {}
-                if kernel.get("execution_state") == "dead":
-                    raise JupyterError(f"kernel {kernel.get('id')} of {path!r} is dead; {RESTART_HINT}")
-                self._known[path] = kernel["id"]
-                return kernel["id"]
-            if path in self._known:
-                raise JupyterError(
-                    f"kernel {self._known[path]} of {path!r} is gone (shut down, culled or died); "
-                    + RESTART_HINT
-                )
-            created = await self.server.create_session(path, kernel_name)
-            self._known[path] = created["kernel"]["id"]
-            return created["kernel"]["id"]
+        session = await self._session(path)
+        if session is not None:
+            kernel = session.get("kernel") or {}
+            if kernel.get("execution_state") == "dead":
+                raise JupyterError(f"kernel {kernel.get('id')} of {path!r} is dead; {RESTART_HINT}")
+            self._known[path] = kernel["id"]
+            return kernel["id"]
+        if path in self._known:
+            raise JupyterError(
+                f"kernel {self._known[path]} of {path!r} is gone (shut down, culled or died); " + RESTART_HINT
+            )
+        return None
+
+    async def _notebook(self, path: str) -> dict[str, Any]:
+        model = await self.server.get_contents(
+            path,
+            what=f"reading {path!r}",
+            missing=f"no such notebook: {path!r} does not exist on the Jupyter server "
+            "(create_notebook makes one); no kernel was started",
+        )
+        if model.get("type") != "notebook":
+            raise JupyterError(f"{path!r} is a {model.get('type')}, not a notebook")
+        return model
+
+    async def _kernel_name(self, path: str) -> str | None:
+        """The kernel the notebook asks for (metadata.kernelspec.name); None = the server's default.
+
+        Also the existence check: POST /api/sessions starts a kernel for any path, even a typo."""
+        metadata = ((await self._notebook(path)).get("content") or {}).get("metadata") or {}
+        spec = metadata.get("kernelspec")
+        name = spec.get("name") if isinstance(spec, dict) else None
+        return name if isinstance(name, str) and name else None
 
     async def _session(self, path: str) -> dict[str, Any] | None:
         return next((s for s in await self.server.list_sessions() if _session_path(s) == path), None)
@@ -372,9 +406,11 @@ class Kernels:
             session = await self._session(path)
             if session is None:
                 # The notebook's kernel is gone: an explicit restart is the one place a new one starts.
-                self._known.pop(path, None)
+                previous = self._known.pop(path, None)
                 new_id = await self.kernel_for(path)
-                return new_id, f"the previous kernel of {path!r} was gone; started kernel {new_id}"
+                if previous is None:
+                    return new_id, f"{path!r} had no kernel; started kernel {new_id}"
+                return new_id, f"the previous kernel {previous} of {path!r} was gone; started kernel {new_id}"
             kernel_id = session["kernel"]["id"]
         assert kernel_id is not None
         old = self._connections.pop(kernel_id, None)

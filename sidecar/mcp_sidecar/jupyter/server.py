@@ -30,8 +30,12 @@ class JupyterServer:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def request(self, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
-        """A REST call; transport failures and 5xx become a ``JupyterError`` naming ``what`` failed."""
+    async def request(
+        self, method: str, url: str, *, what: str, passthrough: tuple[int, ...] = (), **kwargs: Any
+    ) -> httpx.Response:
+        """A REST call; transport failures and 5xx become a ``JupyterError`` naming ``what`` failed.
+
+        Statuses in ``passthrough`` are returned for the caller to explain."""
         try:
             response = await self.http.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
@@ -40,7 +44,7 @@ class JupyterServer:
             raise JupyterError(
                 f"the Jupyter server refused {what} (HTTP {response.status_code}): check its token"
             )
-        if response.status_code >= 500:
+        if response.status_code >= 500 and response.status_code not in passthrough:
             raise JupyterError(
                 f"the Jupyter server failed {what}: HTTP {response.status_code} {_reason(response)}"
             )
@@ -59,7 +63,7 @@ class JupyterServer:
     # -- contents ------------------------------------------------------------------------------
 
     async def get_contents(
-        self, path: str, *, content: bool = True, what: str | None = None
+        self, path: str, *, content: bool = True, what: str | None = None, missing: str | None = None
     ) -> dict[str, Any]:
         response = await self.request(
             "GET",
@@ -68,7 +72,7 @@ class JupyterServer:
             what=what or f"reading {path!r}",
         )
         if response.status_code == 404:
-            raise JupyterError(f"{path!r} does not exist on the Jupyter server")
+            raise JupyterError(missing or f"{path!r} does not exist on the Jupyter server")
         _raise_for(response, f"reading {path!r}")
         return response.json()
 
@@ -128,11 +132,25 @@ class JupyterServer:
     async def create_session(self, path: str, kernel_name: str | None) -> dict[str, Any]:
         body: dict[str, Any] = {"path": path, "name": path.rsplit("/", 1)[-1], "type": "notebook"}
         body["kernel"] = {"name": kernel_name} if kernel_name else {}
+        # jupyter_server answers 501 for a kernel name it has no kernelspec for.
         response = await self.request(
-            "POST", "api/sessions", json=body, what=f"starting a kernel for {path!r}"
+            "POST", "api/sessions", json=body, what=f"starting a kernel for {path!r}", passthrough=(501,)
         )
+        if response.status_code == 501:
+            specs = await self.kernelspecs()
+            raise JupyterError(
+                f"cannot start a kernel for {path!r}: its kernel {kernel_name!r} (metadata.kernelspec.name) "
+                f"is not installed on this Jupyter server (installed: {', '.join(sorted(specs)) or 'none'})"
+            )
         _raise_for(response, f"starting a kernel for {path!r}")
         return response.json()
+
+    async def kernelspecs(self) -> dict[str, dict[str, Any]]:
+        """Installed kernelspecs by name (each the ``spec`` of ``GET /api/kernelspecs``)."""
+        response = await self.request("GET", "api/kernelspecs", what="listing kernelspecs")
+        _raise_for(response, "listing kernelspecs")
+        found = response.json().get("kernelspecs") or {}
+        return {name: (entry.get("spec") or {}) for name, entry in found.items()}
 
     async def list_kernels(self) -> list[dict[str, Any]]:
         response = await self.request("GET", "api/kernels", what="listing kernels")
