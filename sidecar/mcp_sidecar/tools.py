@@ -584,9 +584,18 @@ class NotebookTools:
 
         async def body(nb_path: str) -> CallToolResult:
             limit = self._timeout(timeout)
+            # The kernel first: when there is none to run the cell, nothing is inserted, so a
+            # retry cannot leave a duplicate behind.
+            kernel_id = await self.kernels.kernel_for(nb_path)
             cell_id, _ = await self._insert(nb_path, source, index, "code")
             _audit_cells(cell_id)
-            return await self._execute(ctx, nb_path, cell_id, source, limit)
+            try:
+                return await self._execute(ctx, nb_path, cell_id, source, limit, kernel_id=kernel_id)
+            except JupyterError as exc:
+                raise JupyterError(
+                    f"cell {cell_id} was inserted but did not run: {exc}. Run it with "
+                    f"execute_cell(cell={cell_id!r}) rather than inserting it again"
+                ) from exc
 
         return await self._run(ctx, "insert_and_execute", body, path=path, needs_notebook=True, code=source)
 

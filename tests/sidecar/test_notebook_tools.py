@@ -435,6 +435,7 @@ async def test_a_missing_notebook_gets_no_kernel(client, jupyter) -> None:
         ("execute_code", {"path": path, "code": "1"}),
         ("interrupt_kernel", {"path": path}),
         ("restart_kernel", {"path": path}),
+        ("insert_and_execute", {"path": path, "source": "1"}),
     ]:
         message = await fails(client, tool, **arguments)
         assert "no such notebook" in message and path in message, f"{tool}: {message}"
@@ -485,6 +486,9 @@ async def test_an_unknown_kernel_name_is_a_clear_error_and_changes_nothing(clien
     notebook = read_disk(jupyter, path)
     notebook["metadata"]["kernelspec"] = {"name": "no-such-kernel", "display_name": "gone"}
     (jupyter.root / path).write_text(json.dumps(notebook))
-    message = await fails(client, "execute_cell", path=path, cell=0)
-    assert "'no-such-kernel' (metadata.kernelspec.name) is not installed" in message, message
+    for tool, arguments in [("execute_cell", {"cell": 0}), ("insert_and_execute", {"source": "y = 2"})]:
+        message = await fails(client, tool, path=path, **arguments)
+        assert "'no-such-kernel' (metadata.kernelspec.name) is not installed" in message, message
+    # insert_and_execute looked for its kernel before inserting: a retry cannot duplicate the cell.
+    assert "1 cells" in text(await call(client, "read_notebook", path=path))
     assert await sessions_of(jupyter, path) == []
