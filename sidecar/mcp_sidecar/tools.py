@@ -565,9 +565,14 @@ class NotebookTools:
                 index = resolve(cells, cell, nb_path)
                 data = cells.get(index)
                 cell_id = cells.cell_id(index)
-            _audit_cells(cell_id)
             if data["cell_type"] != "code":
                 raise JupyterError(f"cell {index} is a {data['cell_type']} cell; only code cells run")
+            if not cell_id:
+                # An nbformat 4.4 notebook without collaboration: its cells have no ids, and outputs
+                # are saved into a cell by id. An edit gives every cell one (saved as nbformat 4.5).
+                async with self.notebooks.edit(nb_path) as cells:
+                    cell_id = cells.cell_id(resolve(cells, cell, nb_path))
+            _audit_cells(cell_id)
             return await self._execute(ctx, nb_path, cell_id, source_text(data), limit)
 
         return await self._run(ctx, "execute_cell", body, path=path, needs_notebook=True, cells=[cell])

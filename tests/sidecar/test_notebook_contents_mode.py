@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -76,3 +77,47 @@ async def test_a_concurrent_save_is_never_overwritten(jupyter_plain) -> None:
         assert sources(read_disk(jupyter_plain, path)) == ["human save"]
     finally:
         await server.aclose()
+
+
+def write_v4_4(jupyter: JupyterProcess, path: str, sources: list[str]) -> None:
+    """An nbformat 4.4 notebook: cells have no ids (older JupyterLab, nbconvert, many tools)."""
+    cells = [
+        {"cell_type": "code", "source": s, "metadata": {}, "outputs": [], "execution_count": None}
+        for s in sources
+    ]
+    notebook = {"nbformat": 4, "nbformat_minor": 4, "metadata": {}, "cells": cells}
+    (jupyter.root / path).write_text(json.dumps(notebook))
+
+
+async def test_nbformat_4_4_cells_get_ids_and_their_outputs_are_saved(plain_sidecar, jupyter_plain) -> None:
+    path = unique("v4-4")
+    write_v4_4(jupyter_plain, path, ["6 * 7", "y = 1"])
+    async with held_client(plain_sidecar.url, plain_sidecar.token) as client:
+        assert "6 * 7" in text(await call(client, "read_cell", path=path, cell=0))
+        assert read_disk(jupyter_plain, path)["nbformat_minor"] == 4  # reading changes nothing
+        run = await call(client, "execute_cell", path=path, cell=0)
+        assert "42" in text(run) and "not saved" not in text(run), text(run)
+        saved = read_disk(jupyter_plain, path)
+        assert saved["nbformat_minor"] == 5 and all(c.get("id") for c in saved["cells"])
+        first = saved["cells"][0]
+        assert first["id"] == run.structured_content["cell_id"]
+        assert "".join(first["outputs"][0]["data"]["text/plain"]) == "42"
+        assert first["execution_count"] == run.structured_content["execution_count"]
+        # The ids stay: the cell is found by the id the answer gave.
+        again = await call(client, "execute_cell", path=path, cell=first["id"])
+        assert (
+            read_disk(jupyter_plain, path)["cells"][0]["execution_count"]
+            == again.structured_content["execution_count"]
+        )
+
+
+async def test_nbformat_4_4_insert_and_execute_saves_outputs(plain_sidecar, jupyter_plain) -> None:
+    path = unique("v4-4-insert")
+    write_v4_4(jupyter_plain, path, ["x = 20"])
+    async with held_client(plain_sidecar.url, plain_sidecar.token) as client:
+        await call(client, "execute_cell", path=path, cell=0)
+        run = await call(client, "insert_and_execute", path=path, source="x + 1")
+        assert "21" in text(run) and "not saved" not in text(run)
+    saved = read_disk(jupyter_plain, path)
+    assert [c["id"] for c in saved["cells"]][1] == run.structured_content["cell_id"]
+    assert "".join(saved["cells"][1]["outputs"][0]["data"]["text/plain"]) == "21"

@@ -492,3 +492,18 @@ async def test_an_unknown_kernel_name_is_a_clear_error_and_changes_nothing(clien
     # insert_and_execute looked for its kernel before inserting: a retry cannot duplicate the cell.
     assert "1 cells" in text(await call(client, "read_notebook", path=path))
     assert await sessions_of(jupyter, path) == []
+
+
+async def test_nbformat_4_4_notebook_outputs_are_saved(client, jupyter) -> None:
+    """Cells without ids (nbformat 4.4): the room gives them ids, so outputs land in the cell.
+    (Without collaboration: test_notebook_contents_mode.py.)"""
+    path = unique("v4-4-room")
+    cells = [{"cell_type": "code", "source": "6 * 7", "metadata": {}, "outputs": [], "execution_count": None}]
+    (jupyter.root / path).write_text(
+        json.dumps({"nbformat": 4, "nbformat_minor": 4, "metadata": {}, "cells": cells})
+    )
+    run = await call(client, "execute_cell", path=path, cell=0)
+    assert "42" in text(run) and "not saved" not in text(run) and run.structured_content["cell_id"]
+    saved = await on_disk(jupyter, path, lambda nb: bool(nb["cells"][0].get("outputs")))
+    # (The room keeps its ids in the document; it saves a 4.4 file as 4.4, without them.)
+    assert "".join(saved["cells"][0]["outputs"][0]["data"]["text/plain"]) == "42"

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 from jupyter_ydoc import YNotebook
-from mcp_sidecar.jupyter.cells import ListCells, YCells, insertion_index, move, new_cell, new_cell_id, resolve
+from mcp_sidecar.jupyter.cells import (
+    ListCells,
+    YCells,
+    give_cells_ids,
+    insertion_index,
+    move,
+    new_cell,
+    new_cell_id,
+    resolve,
+)
 from mcp_sidecar.jupyter.errors import JupyterError
 from mcp_sidecar.jupyter.paths import normalize_path, require_notebook
 from mcp_sidecar.sessions import SessionDefaults
@@ -125,6 +134,18 @@ def test_all_digit_ids_resolve_as_ids_first(make) -> None:
 
 def test_new_cell_ids_are_never_all_digits() -> None:
     assert not any(new_cell_id().isdigit() for _ in range(5000))
+
+
+def test_give_cells_ids_normalises_an_nbformat_4_4_notebook() -> None:
+    cells = [{"cell_type": "code"}, {"cell_type": "raw", "id": "k"}]
+    old = {"nbformat": 4, "nbformat_minor": 4, "cells": cells}
+    assert give_cells_ids(old) is True
+    first, second = old["cells"]
+    assert old["nbformat_minor"] == 5 and first["id"] and not first["id"].isdigit() and second["id"] == "k"
+    assert give_cells_ids(old) is False  # idempotent: a 4.5 notebook with ids is left alone
+    assert first["id"] == old["cells"][0]["id"]
+    empty = {"nbformat": 4, "nbformat_minor": 4, "cells": []}
+    assert give_cells_ids(empty) is False and empty["nbformat_minor"] == 4
 
 
 def test_new_cell_rejects_unknown_type() -> None:

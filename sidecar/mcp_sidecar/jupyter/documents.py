@@ -29,7 +29,7 @@ from pycrdt import (
 )
 from websockets.asyncio.client import ClientConnection
 
-from .cells import Cells, ListCells, Snapshot, YCells
+from .cells import Cells, ListCells, Snapshot, YCells, give_cells_ids
 from .errors import JupyterError
 from .paths import require_notebook
 from .server import JupyterServer
@@ -153,6 +153,7 @@ class Notebooks:
         lock = self._save_locks.setdefault(path, asyncio.Lock())
         async with lock:
             model = await self._load(path)
+            give_cells_ids(model["content"])  # an nbformat 4.4 file is saved as 4.5, with cell ids
             yield ListCells(model["content"])
             await self._save_checked(path, model)
 
