@@ -127,8 +127,14 @@ class HubTokenChecker:
             response = await self._client.get(self.url, headers={"Authorization": f"token {token}"})
         except httpx.HTTPError as exc:
             raise HubUnavailable(f"JupyterHub at {self.url} is unreachable ({type(exc).__name__})") from None
-        if response.status_code in (401, 403, 404):
+        # Only 401/403 say "not a valid token". Anything else (a 404 from a wrong
+        # JUPYTERHUB_API_URL, a proxy's error page) is the hub not answering: 503, never cached.
+        if response.status_code in (401, 403):
             return None
+        if response.status_code == 404:
+            raise HubUnavailable(
+                f"JupyterHub at {self.url} answered 404 (is JUPYTERHUB_API_URL the hub's API URL?)"
+            )
         if not response.is_success:
             raise HubUnavailable(f"JupyterHub at {self.url} answered {response.status_code}")
         try:

@@ -215,6 +215,26 @@ async def test_hub_outage_is_503_then_recovers(alice_sidecar: RunningSidecar, ju
     assert (await initialize(alice_sidecar, bearer(token))).status_code == 200
 
 
+async def test_a_wrong_hub_api_url_is_503_not_a_cached_refusal(
+    jupyter: JupyterProcess, jupyterhub: RunningHub
+) -> None:
+    """The real hub answers 404 under a wrong JUPYTERHUB_API_URL path: that is not a verdict on
+    the token (401 would tell the agent its good token is bad, and be cached), it is a 503."""
+    from mcp_sidecar import metrics
+
+    token, _ = jupyterhub.mint_token("alice", note="wrong api url")
+    env = hub_env(jupyterhub, JUPYTERHUB_API_URL=jupyterhub.api_url + "/no-such-path")
+    async with sidecar_in_process(jupyter, **env) as misconfigured:
+        before = metrics.HUB_AUTH_REQUESTS._value.get()
+        for _ in range(2):
+            response = await initialize(misconfigured, bearer(token))
+            assert response.status_code == 503, response.text
+            message = response.json()["error"]
+            assert "answered 404" in message and "JUPYTERHUB_API_URL" in message
+            assert response.headers["retry-after"] and token not in response.text
+        assert metrics.HUB_AUTH_REQUESTS._value.get() - before == 2, "a 404 is never cached"
+
+
 async def test_metrics_count_auth_failures(alice_sidecar: RunningSidecar) -> None:
     await initialize(alice_sidecar, bearer("not-a-real-token"))
     async with httpx.AsyncClient(timeout=30) as http:

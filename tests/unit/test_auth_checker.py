@@ -39,6 +39,7 @@ def checker(handler, clock: Clock | None = None) -> tuple[HubTokenChecker, list[
         (httpx.Response(500, text="boom"), "answered 500"),
         (httpx.Response(502), "answered 502"),
         (httpx.Response(429), "answered 429"),
+        (httpx.Response(404, text="<html>not found</html>"), "answered 404"),
         (httpx.Response(200, text="<html>"), "not JSON"),
         (httpx.Response(200, json=["a"]), "unexpected document"),
     ],
