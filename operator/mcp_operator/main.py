@@ -197,6 +197,10 @@ async def policy_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         await write_status(namespace, name, invalid=str(e))
         return
     if before is not None and before.generation == policy.generation:
+        # Nothing new to render. But the index is preloaded at start-up, so a policy created or
+        # edited while the operator was down arrives here already known: its status is still due.
+        if (body.get("status") or {}).get("observedGeneration") != policy.generation:
+            request_status(namespace, name)
         return
     pods = await asyncio.to_thread(_user_pods, namespace)
     owned = [p for p in pods if (injected_policy(p) or ("",))[0] == name]

@@ -375,6 +375,27 @@ def test_restart_converges_without_duplicates(cluster: Cluster) -> None:
     cluster.apply_policy("everyone", EVERYONE)
 
 
+def test_policy_created_while_the_operator_was_down_gets_its_status(cluster: Cluster) -> None:
+    """The operator loads every policy before it starts watching, so a policy created while it was
+    down looks already known when its first event comes: its status must be written all the same."""
+    cluster.operator.stop()
+    try:
+        created = cluster.apply_policy("late", {"selection": {"users": ["nobody-here"]}})
+    finally:
+        cluster.operator.start()
+
+    def status() -> dict[str, Any] | None:
+        got = cluster.policy("late").get("status") or {}
+        ready = next((c for c in got.get("conditions", []) if c["type"] == "Ready"), None)
+        return got if got.get("observedGeneration") == created["metadata"]["generation"] and ready else None
+
+    got = eventually("the status of the policy created while the operator was down", status)
+    assert (got["matched"], got["injected"], got["ready"]) == (0, 0, 0)
+    ready = next(c for c in got["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "ChildrenReady")
+    cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.namespace, PLURAL, "late")
+
+
 def test_thirty_pods_at_once(cluster: Cluster) -> None:
     users = [f"student-{i:02d}" for i in range(30)]
     started = time.monotonic()
