@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import CallToolResult, InputRequiredResult
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -18,6 +20,7 @@ from .auth import AuthMiddleware
 from .config import Settings
 from .guard import Guard
 from .metrics import render as render_metrics
+from .toolpolicy import ALL_TOOLS
 from .tools import NotebookTools
 
 READY_TIMEOUT = 2.0  # readiness must never hang on the Jupyter server (KubeSpawner waits on it)
@@ -27,6 +30,23 @@ INSTRUCTIONS = (
     "root); open_notebook sets a default for this session only. Cells are named by index or id. "
     "Long cells return an execution_id: call get_execution to wait for them."
 )
+
+
+class PolicedMCPServer(MCPServer):
+    """Tools the policy forbids are not registered, so not listed; a call to one anyway is refused
+    by the guard (audited and counted as "refused", naming the mode or list) instead of the SDK's
+    bare "Unknown tool"."""
+
+    def __init__(self, tools: NotebookTools, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.notebook_tools = tools
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        if name in ALL_TOOLS and name not in self.notebook_tools.registered and context is not None:
+            return await self.notebook_tools.refuse(context, name, arguments)
+        return await super().call_tool(name, arguments, context)
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:
@@ -43,7 +63,9 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
 def build_app(settings: Settings, guard: Guard | None = None) -> Starlette:
     guard = guard or Guard(settings)
     tools = NotebookTools(settings, guard)
-    mcp = MCPServer("jupyterhub-mcp", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
+    mcp = PolicedMCPServer(
+        tools, name="jupyterhub-mcp", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
+    )
     tools.register(mcp)
     # Builds the session manager (sessions on, SSE responses so progress notifications flow).
     mcp.streamable_http_app(

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from mcp_sidecar.guard import ToolCall, ToolRefused
 from mcp_sidecar.toolpolicy import READ_TOOLS
 
 from tests.fixtures.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
@@ -69,43 +68,51 @@ async def audited_sidecar(jupyter: JupyterProcess, audit_dir: Path) -> AsyncIter
         yield running
 
 
+async def scrape(sidecar: RunningSidecar) -> str:
+    async with httpx.AsyncClient(timeout=30) as http:
+        return (await http.get(f"{sidecar.base}/metrics")).text
+
+
 async def test_read_only_lists_only_read_tools_and_refuses_the_rest(
     read_only_sidecar: RunningSidecar,
 ) -> None:
+    log = Path(read_only_sidecar.app.state.tools.guard.settings.audit_log)  # type: ignore[attr-defined]
+    refused = 'mcp_tool_calls_total{outcome="refused",tool="execute_code"}'
+    counted = _sample(await scrape(read_only_sidecar), refused)
     async with mcp_client(read_only_sidecar.url, read_only_sidecar.token) as client:
         listed = {t.name for t in (await client.list_tools()).tools}
         assert listed == READ_TOOLS
-        # Not listed, so the SDK itself refuses the name before any code runs.
-        message = await fails(client, "execute_code", code="1")
-        assert "execute_code" in message
         await call(client, "list_files")
-    # Called anyway past the listing (the guard is the last line): refused with the reason, audited.
-    guard = read_only_sidecar.app.state.tools.guard  # type: ignore[attr-defined]
-    ran = False
-
-    async def body() -> None:
-        nonlocal ran
-        ran = True
-
-    with pytest.raises(
-        ToolRefused, match="tool execute_code is not allowed: the sidecar runs in read-only mode"
-    ):
-        await guard.call(ToolCall(tool="execute_code", code="import os"), body)
-    assert not ran
-    lines = audit_lines(Path(guard.settings.audit_log))
-    assert [(r["tool"], r["outcome"]) for r in lines[-2:]] == [
+        # Not listed, called anyway: the policy's refusal with the reason, not "Unknown tool".
+        message = await fails(client, "execute_code", code="import os", path="a.ipynb")
+        assert "tool execute_code is not allowed: the sidecar runs in read-only mode" in message
+        # Refused whatever the arguments (none here), before they are even validated.
+        assert "read-only mode" in await fails(client, "insert_cell")
+        # A name that is no tool at all stays the SDK's answer.
+        assert "Unknown tool" in await fails(client, "no_such_tool")
+    lines = audit_lines(log)
+    assert [(r["tool"], r["outcome"]) for r in lines[-3:]] == [
         ("list_files", "ok"),
         ("execute_code", "refused"),
+        ("insert_cell", "refused"),
     ]
-    assert "read-only mode" in lines[-1]["error"]
-    assert "code" not in lines[-1]  # MCP_AUDIT_INCLUDE_CODE is off here
+    record = lines[-2]
+    assert "read-only mode" in record["error"] and record["path"] == "a.ipynb"
+    assert record["user"] == "alice" and record["session"]
+    assert "code" not in record  # MCP_AUDIT_INCLUDE_CODE is off here
+    assert _sample(await scrape(read_only_sidecar), refused) == counted + 1
 
 
-async def test_deny_list_hides_a_tool(audited_sidecar: RunningSidecar) -> None:
+async def test_deny_list_hides_a_tool_and_refuses_a_call_to_it(audited_sidecar: RunningSidecar) -> None:
+    log = Path(audited_sidecar.app.state.tools.guard.settings.audit_log)  # type: ignore[attr-defined]
     async with mcp_client(audited_sidecar.url, audited_sidecar.token) as client:
         listed = {t.name for t in (await client.list_tools()).tools}
-    assert "restart_kernel" not in listed
-    assert {"execute_code", "insert_cell", "read_notebook"} <= listed
+        assert "restart_kernel" not in listed
+        assert {"execute_code", "insert_cell", "read_notebook"} <= listed
+        message = await fails(client, "restart_kernel", path="b.ipynb")
+    assert "tool restart_kernel is not allowed: it is on this server's deny list" in message
+    record = audit_lines(log)[-1]
+    assert (record["tool"], record["outcome"], record["path"]) == ("restart_kernel", "refused", "b.ipynb")
 
 
 async def test_one_well_formed_audit_line_per_call_with_code_when_asked(
