@@ -682,17 +682,22 @@ class NotebookTools:
         task = asyncio.create_task(self._drive(execution, timeout))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        progress = self._progress(ctx, timeout)
         try:
-            await self.kernels.wait(
-                execution,
-                min(timeout + INTERRUPT_GRACE, self.return_after),
-                on_progress=self._progress(ctx, timeout),
-            )
+            # Queued behind another execution (another session's, or JupyterLab's) until `timeout`
+            # at most: then the answer says so; the driver interrupts nothing that is not ours.
+            queue_limit = min(timeout, self.return_after)
+            if await self.kernels.wait_started(execution, queue_limit, on_progress=progress):
+                budget = self.return_after - execution.elapsed
+                await self.kernels.wait(
+                    execution, max(0.0, min(timeout + INTERRUPT_GRACE, budget)), on_progress=progress
+                )
             if execution.done.is_set():
                 await execution.saved.wait()
         except asyncio.CancelledError:
-            # The client cancelled: stop the kernel too, rather than let the cell run on unseen.
-            if not execution.done.is_set():
+            # The client cancelled: stop the kernel too, rather than let the cell run on unseen;
+            # but never while it is still queued, as the kernel then runs someone else's code.
+            if execution.status == "running":
                 await asyncio.shield(self._interrupt_quietly(kernel_id))
             raise
         return self._execution_result(execution)
@@ -705,8 +710,11 @@ class NotebookTools:
         """
         try:
             await self.kernels.watch(execution)
+            # The clock starts when the kernel starts on this request, not when it was sent: one
+            # queued behind another session's long cell must not time out and interrupt that cell.
+            await execution.acknowledged.wait()
             live = bool(execution.path and execution.cell_id) and await self.notebooks.collaborative()
-            deadline = execution.started + timeout
+            deadline = (execution.began or time.monotonic()) + timeout
             last_saved, saved_version = 0.0, 0
             while not execution.done.is_set():
                 remaining = deadline - time.monotonic()
@@ -759,11 +767,11 @@ class NotebookTools:
 
     def _progress(self, ctx: Context, timeout: float | None = None) -> Callable[[Execution], Awaitable[None]]:
         async def report(execution: Execution) -> None:
-            await ctx.report_progress(
-                progress=round(execution.elapsed, 1),
-                total=timeout,
-                message=f"running {execution.elapsed:.0f} s, {len(execution.outputs)} output(s) so far",
-            )
+            if execution.status == "queued":
+                message = f"queued {execution.elapsed:.0f} s: the kernel is running other code"
+            else:
+                message = f"running {execution.elapsed:.0f} s, {len(execution.outputs)} output(s) so far"
+            await ctx.report_progress(progress=round(execution.elapsed, 1), total=timeout, message=message)
 
         return report
 
@@ -787,7 +795,19 @@ class NotebookTools:
         )
         status = execution.status
         notes: list[str] = []
-        if status == "running":
+        call = current_call()
+        if status == "queued":
+            notes.append(
+                f"[queued: kernel {execution.kernel_id} is still running other code (another session's "
+                f"or the notebook user's); this code has not started after {execution.elapsed:.0f} s, and "
+                "nothing was interrupted. It runs once the kernel is free, its timeout counting from then: "
+                f"call get_execution(execution_id={execution.id!r}) to wait for it, or interrupt_kernel to "
+                "stop the code running now]"
+            )
+            if call is not None:
+                call.outcome = "timeout"
+                call.reason = f"queued behind other code for {execution.elapsed:.0f} s; nothing interrupted"
+        elif status == "running":
             notes.append(
                 f"[still running after {execution.elapsed:.0f} s; outputs so far above. "
                 f"Call get_execution(execution_id={execution.id!r}) to wait for the rest]"
@@ -801,7 +821,6 @@ class NotebookTools:
             notes.append("[aborted: the kernel skipped this code (an earlier request failed); nothing ran]")
         if execution.failure:
             notes.append(f"[{execution.failure}]")
-        call = current_call()
         if call is not None and execution.interrupted_after is not None:
             # The answer is a normal one (partial output), but the audit and metrics say timeout.
             call.outcome = "timeout"

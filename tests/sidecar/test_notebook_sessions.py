@@ -272,3 +272,46 @@ async def test_a_room_in_use_is_not_closed_as_idle(jupyter) -> None:
     finally:
         await notebooks.aclose()
         await server.aclose()
+
+
+async def test_a_call_queued_behind_another_sessions_cell_does_not_interrupt_it(sidecar, jupyter) -> None:
+    """Session B's short timeout runs out while its code waits in the kernel's queue behind session
+    A's long cell: B is told it is queued, and A's cell is not interrupted. B's code runs after."""
+    path = unique("queued")
+    release = jupyter.root / f"{path}.release"  # A's cell waits for it: no timing assumptions
+    code = (
+        f"import os, time\nprint('first', flush=True)\n"
+        f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.02)\nprint('second')"
+    )
+    timeouts = 'mcp_tool_calls_total{outcome="timeout",tool="execute_code"}'
+    counted = await _metric(sidecar, timeouts)
+    async with held_client(sidecar.url, sidecar.token) as a, held_client(sidecar.url, sidecar.token) as b:
+        await call(a, "create_notebook", path=path)
+        await call(a, "insert_cell", path=path, source=code)
+        running = asyncio.Event()
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            if "1 output(s)" in (message or ""):
+                running.set()  # A's cell printed 'first': it is running in the kernel
+
+        arguments = {"path": path, "cell": 0, "timeout": 120}
+        long = asyncio.create_task(a.call_tool("execute_cell", arguments, progress_callback=on_progress))
+        await asyncio.wait_for(running.wait(), 60)
+        queued = await call(b, "execute_code", path=path, code="print('after A')", timeout=1)
+        assert queued.structured_content["status"] == "queued", text(queued)
+        assert "queued" in text(queued) and "nothing was interrupted" in text(queued)
+        assert await _metric(sidecar, timeouts) == counted + 1  # B's call: audited as a timeout
+        assert not long.done()
+        release.write_text("go")
+        result = await asyncio.wait_for(long, 60)
+        assert not result.is_error and result.structured_content["status"] == "ok", text(result)
+        assert "second" in text(result) and "KeyboardInterrupt" not in text(result)
+        execution_id = queued.structured_content["execution_id"]
+        final = await call(b, "get_execution", execution_id=execution_id, wait=30)
+        assert final.structured_content["status"] == "ok" and "after A" in text(final)
+
+
+async def _metric(sidecar: RunningSidecar, sample: str) -> float:
+    async with httpx.AsyncClient(timeout=30) as http:
+        body = (await http.get(f"{sidecar.base}/metrics")).text
+    return next((float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(sample)), 0.0)

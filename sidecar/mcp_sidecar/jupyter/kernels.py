@@ -50,10 +50,12 @@ class Execution:
     idle: bool = False
     failure: str | None = None  # the kernel died / vanished while running
     interrupted_after: float | None = None  # set when a timeout interrupted it
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)  # sent
+    began: float | None = None  # the kernel started on it (a kernel runs one request at a time)
     finished_at: float | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    acknowledged: asyncio.Event = field(default_factory=asyncio.Event)  # the kernel saw the request
+    # The kernel started on this request (its first message for it), or the execution ended.
+    acknowledged: asyncio.Event = field(default_factory=asyncio.Event)
     version: int = 0  # counts changes, so a saver knows whether it is behind
     # Resolved (and replaced) on every change: any number of waiters, nobody clears anything.
     _pulse: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -66,7 +68,8 @@ class Execution:
         if self.failure:
             return "kernel-lost"
         if not self.done.is_set():
-            return "running"
+            # Sent while the kernel runs something else: it waits in the kernel's queue.
+            return "running" if self.began is not None else "queued"
         if self.interrupted_after is not None:
             return "timeout"
         return str((self.reply or {}).get("status", "ok"))
@@ -98,7 +101,13 @@ class Execution:
         if not self.done.is_set():
             self.finished_at = time.monotonic()
             self.done.set()
+            self.acknowledged.set()  # whoever waits for the start must not outlive the end
             self.changed()
+
+    def began_now(self) -> None:
+        if self.began is None:
+            self.began = time.monotonic()
+            self.acknowledged.set()
 
     def fail(self, reason: str) -> None:
         if not self.done.is_set():
@@ -201,7 +210,7 @@ class KernelConnection:
         execution = self._running.get((msg.get("parent_header") or {}).get("msg_id", ""))
         if execution is None:
             return
-        execution.acknowledged.set()
+        execution.began_now()
         if msg.get("channel") == "shell" and msg_type == "execute_reply":
             execution.reply = content
             if content.get("execution_count") is not None:
@@ -373,6 +382,29 @@ class Kernels:
             await execution.next_change(min(remaining, progress_every))
             if on_progress is not None and not execution.done.is_set():
                 await on_progress(execution)
+        return True
+
+    async def wait_started(
+        self,
+        execution: Execution,
+        timeout: float,  # noqa: ASYNC109
+        *,
+        on_progress: Callable[[Execution], Any] | None = None,
+        progress_every: float = 2.0,
+    ) -> bool:
+        """Wait up to ``timeout`` s for the kernel to start on ``execution`` (or for its end).
+
+        False while it still waits in the kernel's queue behind another execution."""
+        deadline = time.monotonic() + timeout
+        while not execution.acknowledged.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(execution.acknowledged.wait(), min(remaining, progress_every))
+            except TimeoutError:
+                if on_progress is not None:
+                    await on_progress(execution)
         return True
 
     async def watch(self, execution: Execution, within: float = ACK_TIMEOUT) -> None:
