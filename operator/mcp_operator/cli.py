@@ -23,7 +23,13 @@ from mcp_operator import main as handlers
 from mcp_operator import token_handlers  # noqa: F401  (registers the hub-token handlers with kopf)
 from mcp_operator.children import DEFAULT_INGRESS_SELECTOR, SelectorError, parse_ingress_selector
 from mcp_operator.injection import DEFAULT_SIDECAR_IMAGE, InjectionOptions, native_sidecar_supported
-from mcp_operator.webhook import Listener, ServerThread, build_health_app, build_webhook_app, tls_context
+from mcp_operator.webhook import (
+    Listener,
+    ReloadingCertificate,
+    ServerThread,
+    build_health_app,
+    build_webhook_app,
+)
 
 log = logging.getLogger("mcp_operator")
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -45,6 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--webhook-port", type=int, default=int(_env("MCP_WEBHOOK_PORT", "8443")))
     p.add_argument("--tls-cert", default=_env("MCP_WEBHOOK_TLS_CERT", "/tls/tls.crt"))
     p.add_argument("--tls-key", default=_env("MCP_WEBHOOK_TLS_KEY", "/tls/tls.key"))
+    p.add_argument(
+        "--tls-reload-interval",
+        type=float,
+        default=float(_env("MCP_WEBHOOK_TLS_RELOAD_INTERVAL", "30")),
+        help="seconds between checks of the certificate files; a renewed certificate is served "
+        "without a restart [MCP_WEBHOOK_TLS_RELOAD_INTERVAL]",
+    )
     p.add_argument("--health-host", default="0.0.0.0")
     p.add_argument("--health-port", type=int, default=int(_env("MCP_HEALTH_PORT", "8080")))
     p.add_argument(
@@ -122,6 +135,10 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.tls_reload_interval > 0:
+        raise SystemExit(
+            f"--tls-reload-interval must be a positive number of seconds, got {args.tls_reload_interval}"
+        )
     watched = namespaces(args)
     try:
         selector = parse_ingress_selector(args.ingress_controller_selector)
@@ -138,16 +155,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     load_policies(api, watched)
 
+    certificate = ReloadingCertificate(args.tls_cert, args.tls_key)
     servers = ServerThread(
         [
             Listener(
                 build_webhook_app(runtime.index, lambda: runtime.options),
                 args.webhook_host,
                 args.webhook_port,
-                tls_context(args.tls_cert, args.tls_key),
+                certificate.context,
             ),
             Listener(build_health_app(runtime.index), args.health_host, args.health_port),
-        ]
+        ],
+        background=[lambda: certificate.watch(args.tls_reload_interval)],
     )
     # The webhook thread shares the GIL with kopf's loop; a shorter switch interval lets it answer
     # within a millisecond or two even while hundreds of pod events are being processed.

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import hashlib
 import json
 import logging
+import os
 import ssl
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -118,21 +123,102 @@ class Listener:
     ssl_context: ssl.SSLContext | None = None
 
 
-def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+def _server_context() -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(cert_file, key_file)
-    except (OSError, ssl.SSLError) as e:
-        raise SystemExit(f"cannot load the webhook TLS certificate {cert_file} / key {key_file}: {e}") from e
     return context
+
+
+def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A server context with the certificate loaded once (see ReloadingCertificate for renewals)."""
+    return ReloadingCertificate(cert_file, key_file).context
+
+
+@contextlib.contextmanager
+def _private_files(*contents: bytes) -> Iterator[list[str]]:
+    """Paths holding exactly `contents`, so a pair read once can be loaded twice (validated, then
+    used) even while the originals are being replaced. Anonymous memory files where the kernel has
+    them (no writable filesystem needed), else a private temporary directory."""
+    if hasattr(os, "memfd_create") and Path("/proc/self/fd").is_dir():
+        fds = []
+        try:
+            for data in contents:
+                fd = os.memfd_create("mcp-webhook-tls", os.MFD_CLOEXEC)
+                fds.append(fd)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            yield [f"/proc/self/fd/{fd}" for fd in fds]
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return
+    with tempfile.TemporaryDirectory(prefix="mcp-webhook-tls-") as tmp:
+        paths = []
+        for i, data in enumerate(contents):
+            path = Path(tmp) / str(i)
+            path.touch(0o600)
+            path.write_bytes(data)
+            paths.append(str(path))
+        yield paths
+
+
+class ReloadingCertificate:
+    """The webhook's serving certificate, reloaded into the same SSLContext when the mounted files
+    change (cert-manager renews it and updates the webhook's caBundle; the pod is not restarted).
+    New handshakes use the new certificate, open connections keep theirs.
+
+    A pair is loaded only after it has been validated as a whole: Secret volumes are swapped
+    atomically, but a reader can still catch the new certificate with the old key, and loading
+    that into the live context would leave it without a usable key. Such a pair is skipped and
+    tried again at the next check."""
+
+    def __init__(self, cert_file: str, key_file: str) -> None:
+        self.cert_file, self.key_file = cert_file, key_file
+        self.context = _server_context()
+        self._loaded: str | None = None
+        try:
+            self.reload()
+        except (OSError, ssl.SSLError) as e:
+            raise SystemExit(
+                f"cannot load the webhook TLS certificate {cert_file} / key {key_file}: {e}"
+            ) from e
+
+    def reload(self) -> bool:
+        """Load the files if they changed. True when a new certificate is in use; raises OSError or
+        ssl.SSLError (the current certificate stays) when they cannot be read or do not match."""
+        cert, key = Path(self.cert_file).read_bytes(), Path(self.key_file).read_bytes()
+        digest = hashlib.sha256(hashlib.sha256(cert).digest() + key).hexdigest()
+        if digest == self._loaded:
+            return False
+        with _private_files(cert, key) as (cert_path, key_path):
+            _server_context().load_cert_chain(cert_path, key_path)  # the pair on its own first
+            self.context.load_cert_chain(cert_path, key_path)
+        self._loaded = digest
+        return True
+
+    async def watch(self, interval: float) -> None:
+        """Check the files every `interval` seconds (on the webhook thread, like the handshakes)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if self.reload():
+                    log.info("webhook TLS certificate reloaded from %s", self.cert_file)
+            except (OSError, ssl.SSLError) as e:
+                log.warning(
+                    "webhook TLS certificate %s not reloaded, serving the previous one: %s", self.cert_file, e
+                )
 
 
 class ServerThread:
     """Runs aiohttp listeners on a daemon thread with its own loop."""
 
-    def __init__(self, listeners: list[Listener]) -> None:
+    def __init__(
+        self, listeners: list[Listener], background: Sequence[Callable[[], Awaitable[None]]] = ()
+    ) -> None:
         self.listeners = listeners
+        self.background = background  # run on the thread's loop once the listeners are up
+        self._background_tasks: list[asyncio.Task[None]] = []
         self.loop = asyncio.new_event_loop()
         self.started = threading.Event()
         self.error: BaseException | None = None
@@ -164,9 +250,13 @@ class ServerThread:
             site = web.TCPSite(runner, listener.host, listener.port, ssl_context=listener.ssl_context)
             await site.start()
             self._runners.append(runner)
+        for start in self.background:
+            self._background_tasks.append(asyncio.ensure_future(start()))
 
     def stop(self) -> None:
         async def cleanup() -> None:
+            for task in self._background_tasks:
+                task.cancel()
             for runner in self._runners:
                 await runner.cleanup()
 

@@ -30,6 +30,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
         (["--namespace=jhub", "--ingress-controller-selector=node=x;pod=a=b"], "must start with ns= or pod="),
         ([], "no namespace to watch"),
         (["--namespace=jhub", "--native-sidecar=maybe"], "invalid choice: 'maybe'"),
+        (["--namespace=jhub", "--tls-reload-interval=0"], "--tls-reload-interval must be a positive"),
     ],
 )
 def test_bad_configuration_is_refused(args: list[str], message: str) -> None:

@@ -8,16 +8,20 @@ or restart the operator leave it running again.
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.fixtures.controlplane import make_ca, sign_cert
 from tests.operator.operator_harness import (
     GROUP,
     PLURAL,
@@ -102,6 +106,7 @@ def cluster(controlplane: Any, kube_api: Any, tmp_path_factory: pytest.TempPathF
     core.create_namespace({"metadata": {"name": namespace}})
     eventually("the default service account", lambda: core.list_namespaced_service_account(namespace).items)
     op = OperatorProcess(controlplane, namespace, tmp_path_factory.mktemp("operator"))
+    op.env["MCP_WEBHOOK_TLS_RELOAD_INTERVAL"] = "1"
     c = Cluster(controlplane, kube_api, namespace, op)
     c.apply_policy("everyone", EVERYONE)
     op.start()
@@ -394,6 +399,52 @@ def test_policy_created_while_the_operator_was_down_gets_its_status(cluster: Clu
     ready = next(c for c in got["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("True", "ChildrenReady")
     cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.namespace, PLURAL, "late")
+
+
+def test_renewed_webhook_certificate_is_served_without_a_restart(cluster: Cluster) -> None:
+    """cert-manager renews the serving certificate (here: from a new CA) and updates the caBundle;
+    the running operator picks the new files up and the API server keeps reaching it."""
+    op = cluster.operator
+    assert op.proc is not None
+    pid = op.proc.pid
+    admission = client.AdmissionregistrationV1Api(cluster.api)
+    configuration = f"jupyterhub-mcp-{cluster.namespace}"
+    url = f"https://127.0.0.1:{op.webhook_port}/mutate-pod"
+
+    def set_ca_bundle(ca_pem: bytes) -> None:
+        value = base64.b64encode(ca_pem).decode()
+        patch = [{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": value}]
+        admission.patch_mutating_webhook_configuration(configuration, patch)
+
+    def served(ca_pem: bytes) -> bool:
+        try:
+            httpx.post(url, json={}, verify=ssl.create_default_context(cadata=ca_pem.decode()), timeout=5)
+        except httpx.ConnectError:  # the certificate does not verify
+            return False
+        return True
+
+    def injects() -> bool:
+        probe = cluster.core.create_namespaced_pod(cluster.namespace, user_pod("renewal"), dry_run="All")
+        return "mcp.jupyterhub.org/injected" in (probe.metadata.annotations or {})
+
+    original = op.cert.read_bytes(), op.key.read_bytes()
+    ca_pem, ca_key = make_ca("renewed-webhook-ca")
+    cert, key = sign_cert(ca_pem, ca_key, "127.0.0.1", hosts=["127.0.0.1"], server=True)
+    try:
+        op.cert.write_bytes(cert)
+        op.key.write_bytes(key)
+        set_ca_bundle(ca_pem)
+        eventually("the operator to serve the renewed certificate", lambda: served(ca_pem))
+        assert not served(cluster.controlplane.ca_pem)
+        eventually("the API server to inject through the renewed certificate", injects)
+        assert op.proc is not None and op.proc.pid == pid  # no restart
+        assert "webhook TLS certificate reloaded" in op.text()
+    finally:
+        op.cert.write_bytes(original[0])
+        op.key.write_bytes(original[1])
+        set_ca_bundle(cluster.controlplane.ca_pem)
+        eventually("the original certificate back", lambda: served(cluster.controlplane.ca_pem))
+        eventually("injection with the original certificate", injects)
 
 
 def test_thirty_pods_at_once(cluster: Cluster) -> None:
