@@ -12,12 +12,15 @@ When each thing happens, and why this shape:
   object that has a timer, and a finalizer on user pods would leave them Terminating whenever the
   operator is down, so user pods never get one. The Secret is ours: its finalizer (below) only
   delays the Secret's own garbage collection.
-- Revocation, two ways, both idempotent, both raw watch events (`on.event`: no finalizer, no state):
-  1. the pod is DELETED: revoke every token whose note names that pod's uid, at once;
+- Revocation, two ways, both idempotent, both raw watch events (`on.event`: no kopf state), both
+  retried with backoff in background tasks while the hub is down or refusing, until the hub
+  confirms (or answers 404: already gone) or the token has expired anyway:
+  1. the pod is DELETED: revoke every token whose note names that pod's uid (strays included),
+     bounded by the policy's token TTL; kept in memory only;
   2. the Secret (garbage-collected after its pod) gets a deletionTimestamp: revoke the token it
-     holds. The rotation timer's finalizer keeps the Secret until the operator has seen that, so
-     revocation also happens for pods deleted while the operator was down.
-  Whatever slips through both (the hub down for longer than the retries) still expires by its TTL.
+     holds, then remove our finalizer `mcp.jupyterhub.org/revoke-token` (put on at creation). The
+     finalizer keeps the Secret until then, so revocation survives hub outages and operator
+     restarts, and happens for pods deleted while the operator was down.
 - A policy that stops issuing tokens (or is deleted): the next check revokes the pod's tokens and
   deletes its Secret.
 """
@@ -27,8 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -37,7 +40,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from mcp_operator import tokens
-from mcp_operator.hubclient import HubClient, HubError, HubUnavailable
+from mcp_operator.hubclient import HubClient, HubError, HubRefused, HubUnavailable
 from mcp_operator.injection import ANN_INJECTED, LABEL_POD
 from mcp_operator.names import label_value
 from mcp_operator.policy import PodIdentity, Policy
@@ -101,11 +104,34 @@ class Kube:
         # Keep what others (kopf's finalizer) put on the Secret; replace data, labels, our annotations.
         old = existing["metadata"]
         meta["resourceVersion"] = old["resourceVersion"]
-        meta["finalizers"] = old.get("finalizers") or []
+        kept = list(old.get("finalizers") or [])
+        meta["finalizers"] = kept + [f for f in meta.get("finalizers") or () if f not in kept]
         meta["annotations"] = {**(old.get("annotations") or {}), **meta["annotations"]}
         await asyncio.to_thread(
             self.core.replace_namespaced_secret, meta["name"], meta["namespace"], manifest
         )
+
+    async def release_secret(self, namespace: str, name: str, uid: str) -> None:
+        """Take our finalizer off the Secret (its token is revoked or expired): the API server then
+        finishes deleting it. A JSON patch with a `test`, so a concurrent change is never lost."""
+        for _ in range(5):
+            secret = await self.read_secret(namespace, name)
+            if secret is None or secret["metadata"].get("uid") != uid:
+                return
+            finalizers = secret["metadata"].get("finalizers") or []
+            if tokens.FINALIZER not in finalizers:
+                return
+            at = f"/metadata/finalizers/{finalizers.index(tokens.FINALIZER)}"
+            patch = [{"op": "test", "path": at, "value": tokens.FINALIZER}, {"op": "remove", "path": at}]
+            try:
+                await asyncio.to_thread(self.core.patch_namespaced_secret, name, namespace, patch)
+                return
+            except ApiException as e:
+                if e.status == 404:
+                    return
+                if e.status not in (409, 422):  # 422: the test failed, someone moved the list
+                    raise
+        raise kopf.TemporaryError(f"could not release Secret {name}: its finalizers keep changing")
 
     async def delete_secret(self, namespace: str, name: str) -> None:
         try:
@@ -375,6 +401,10 @@ async def stop_token_issuer(**_: Any) -> None:
         task.cancel()
     _issuers.clear()
     _issued.clear()
+    for task in list(_revokers.values()):
+        task.cancel()  # a Secret's finalizer stays: the next start picks its revocation up again
+    _revokers.clear()
+    _released.clear()
     _policy_generations.clear()
     if _reconciler is not None:
         await _reconciler.hub.aclose()
@@ -535,39 +565,124 @@ async def policy_tokens(type: str | None, body: kopf.Body, **_: Any) -> None:
             _schedule_issue(pod)
 
 
+# Revocations run in background tasks that retry with backoff while the hub is down or refusing,
+# until the hub confirms (or says the token is already gone), or the token has expired anyway.
+_revokers: dict[str, asyncio.Task[None]] = {}
+_released: set[str] = set()  # Secret uids whose token is dealt with (their DELETED event needs nothing)
+
+
+async def _until_revoked(
+    what: str, attempt: Callable[[], Awaitable[None]], expires_at: datetime | None
+) -> bool:
+    """Run `attempt` until it gets through. False when the token(s) expired first: then there is
+    nothing left to revoke either."""
+    retry = 0
+    while True:
+        try:
+            await attempt()
+            return True
+        except HubRefused as e:
+            if e.status == 404:  # the user is gone from the hub, and their tokens with them
+                return True
+            error: Exception = e
+        except HubError as e:
+            error = e
+        except Exception as e:  # a hub answer we cannot read: keep trying rather than give up unseen
+            log.exception("%s: revocation failed", what)
+            error = e
+        delay = tokens.revocation_delay(datetime.now(UTC), expires_at, retry, RETRY_DELAY)
+        if delay is None:
+            log.warning("%s: not revoked, and expired by now (the hub no longer accepts it)", what)
+            return False
+        if retry % 10 == 0:
+            log.warning(
+                "%s: not revoked yet (%s); retrying in %.0f s until it is or it expires", what, error, delay
+            )
+        await asyncio.sleep(delay)
+        retry += 1
+
+
+def _start_revoker(key: str, work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    _revokers[key] = task
+    task.add_done_callback(lambda t: _revokers.pop(key, None) if _revokers.get(key) is t else None)
+
+
+def _running(key: str) -> bool:
+    return key in _revokers and not _revokers[key].done()
+
+
 async def _revoke_pod(body: kopf.Body, logger: logging.Logger) -> None:
+    """Every token of ours naming the deleted pod, strays included (the Secret's deletion covers
+    the token it holds, durably through its finalizer; this also catches tokens no Secret holds).
+    Bounded by the policy's token lifetime: nothing minted for the pod outlives that."""
     server = user_server(body)
-    if _reconciler is None or server is None:
+    if _reconciler is None or server is None or _running(f"pod/{server.pod_uid}"):
         return
     _reconciler.forget(server)
+    reconciler = _reconciler
+    ttl = Policy(name=server.policy).tokens.ttl_seconds
     try:
-        revoked = await _reconciler.revoke_pod_tokens(server)
-    except HubError as e:
-        # Not retried here; the Secret's deletion retries, the TTL bounds it.
-        logger.warning("pod %s deleted, its hub tokens not revoked yet: %s", server.pod_name, e)
-        return
-    if revoked:
-        logger.info("pod %s deleted: revoked hub tokens %s of %s", server.pod_name, revoked, server.user)
+        obj = await reconciler.kube.read_policy(server.namespace, server.policy)
+        if obj:
+            ttl = Policy.from_object(obj).tokens.ttl_seconds
+    except (ApiException, ValueError):
+        pass
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
+
+    async def attempt() -> None:
+        revoked = await reconciler.revoke_pod_tokens(server)
+        if revoked:
+            logger.info("pod %s deleted: revoked hub tokens %s of %s", server.pod_name, revoked, server.user)
+
+    what = f"pod {server.namespace}/{server.pod_name} deleted: hub tokens of {server.user!r}"
+    _start_revoker(f"pod/{server.pod_uid}", _until_revoked(what, attempt, expires_at))
 
 
 @kopf.on.event("secrets", labels=MANAGED_BY, annotations={tokens.ANN_TOKEN_ID: kopf.PRESENT}, when=_is_going)
-async def revoke_on_secret_deleted(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
-    """The Secret is going (garbage collection after its pod, or by hand): revoke what it holds.
-    A raw event handler on purpose: kopf's changing handlers would copy the Secret's data (the
-    token) into their last-handled-configuration annotation. The timer's finalizer keeps the
-    Secret until the operator has seen its deletion, even if the operator was down then."""
+async def revoke_on_secret_deleted(
+    type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any
+) -> None:
+    """The Secret is going (garbage collection after its pod, or by hand): revoke what it holds,
+    then take our finalizer off so the deletion completes. A raw event handler on purpose: kopf's
+    changing handlers would copy the Secret's data (the token) into their last-handled-configuration
+    annotation. The finalizer keeps the Secret until the token is revoked (retried with backoff
+    while the hub is down, across operator restarts) or has expired."""
     meta = body["metadata"]
+    uid = meta["uid"]
     annotations = meta.get("annotations") or {}
     user, token_id = annotations.get(tokens.ANN_USER), annotations.get(tokens.ANN_TOKEN_ID)
     if _reconciler is None or not user or not token_id:
         return
+    if uid in _released:  # our own finalizer removal, then the deletion itself
+        if type == "DELETED":
+            _released.discard(uid)
+        return
+    if _running(f"secret/{uid}"):
+        return
     try:
-        if await _reconciler.hub.revoke(user, token_id):
-            logger.info("Secret %s deleted: revoked hub token %s of %s", meta["name"], token_id, user)
-    except HubError as e:
-        logger.warning(
-            "Secret %s deleted, hub token %s not revoked (it expires by itself): %s",
-            meta["name"],
-            token_id,
-            e,
+        expires_at = tokens.parse_hub_time(annotations.get(tokens.ANN_EXPIRES_AT))
+    except ValueError:
+        expires_at = None
+    reconciler, namespace, name = _reconciler, meta["namespace"], meta["name"]
+
+    async def attempt() -> None:
+        if await reconciler.hub.revoke(user, token_id):
+            logger.info("Secret %s deleted: revoked hub token %s of %s", name, token_id, user)
+
+    async def revoke_then_release() -> None:
+        await _until_revoked(
+            f"Secret {namespace}/{name}: hub token {token_id} of {user!r}", attempt, expires_at
         )
+        if type == "DELETED":
+            return  # already gone: held by no finalizer of ours
+        for retry in range(1000):
+            try:
+                await reconciler.kube.release_secret(namespace, name, uid)
+                _released.add(uid)
+                return
+            except (ApiException, kopf.TemporaryError) as e:
+                log.warning("Secret %s/%s: could not remove the finalizer: %s", namespace, name, e)
+                await asyncio.sleep(tokens.retry_delay(retry, RETRY_DELAY))
+
+    _start_revoker(f"secret/{uid}", revoke_then_release())

@@ -40,6 +40,10 @@ ANN_POLICY = "mcp.jupyterhub.org/policy"
 ANN_USER = "mcp.jupyterhub.org/user"  # so the Secret alone says whose token to revoke
 ANN_SERVER = "mcp.jupyterhub.org/server"
 
+# On every token Secret: the Secret stays (Terminating) until the operator has revoked the token it
+# holds, or that token has expired, even across a hub outage or an operator restart.
+FINALIZER = "mcp.jupyterhub.org/revoke-token"
+
 
 _SAFE = frozenset(string.ascii_lowercase + string.digits)
 _MAX_NAME = 253  # a Secret name is a DNS subdomain
@@ -184,6 +188,17 @@ def retry_delay(retry: int, base: float, cap: float = 300.0) -> float:
     return min(cap, base * 2 ** min(retry, 16))
 
 
+def revocation_delay(now: datetime, expires_at: datetime | None, retry: int, base: float) -> float | None:
+    """How long to wait before trying a failed revocation again; None once the token has expired
+    (the hub no longer accepts it: nothing left to revoke). Never sleeps past the expiry by much."""
+    if expires_at is not None and now >= expires_at:
+        return None
+    delay = retry_delay(retry, base)
+    if expires_at is not None:
+        delay = min(delay, (expires_at - now).total_seconds() + 1.0)
+    return delay
+
+
 @dataclass(frozen=True)
 class TokenPlan:
     """What to do for one server. Order matters: mint, write the Secret, *then* revoke, so the user
@@ -299,6 +314,7 @@ def token_secret(
             "name": name,
             "namespace": meta["namespace"],
             "labels": dict(labels),
+            "finalizers": [FINALIZER],
             "annotations": {
                 ANN_TOKEN_ID: token.id,
                 ANN_EXPIRES_AT: expires_at,

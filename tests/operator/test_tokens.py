@@ -489,7 +489,7 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         # and nothing of ours is left live for her
         wait_until("no live tokens of ours for alice", lambda: not our_live_tokens(token_hub, "alice"))
 
-        # 6. a pod deleted while the operator is down: the timer's finalizer holds its Secret in
+        # 6. a pod deleted while the operator is down: our finalizer holds its Secret in
         # Terminating until the operator is back, which then revokes the token the Secret holds
         wait_until(
             "alice's old pod to be gone",
@@ -497,10 +497,10 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         )
         core.create_namespaced_pod(ns, kubespawner_pod("alice", "tokens"))
         wait_until(
-            "kopf's finalizer on alice's new Secret",
+            "the finalizer on alice's new Secret",
             lambda: (
                 (got := read_or_none(core.read_namespaced_secret, "mcp-token-alice", ns))
-                and got.metadata.finalizers
+                and tokens.FINALIZER in (got.metadata.finalizers or ())
             ),
         )
         operator.stop()
@@ -573,6 +573,87 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         # every token value any user got, in every line the operator (debug level) and the hub wrote
         leaked = [t for t in seen_tokens if t in log or t in token_hub.log.read_text(errors="replace")]
         assert not leaked, "a token value appeared in a log"
+
+
+@pytest.mark.hub
+@pytest.mark.controlplane
+def test_token_of_a_pod_deleted_during_a_hub_outage_is_revoked_when_the_hub_is_back(
+    controlplane: Any,
+    kube_api: Any,
+    k8s_namespace: str,
+    policy_crd: None,
+    token_hub: TokenHub,
+    tmp_path: Path,
+) -> None:
+    """The hub is down when the pod goes: the revocation is retried (the Secret held by our
+    finalizer, across an operator restart too) until the hub is back and has revoked the token."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_api)
+    custom = client.CustomObjectsApi(kube_api)
+    ns = k8s_namespace
+    policy = {
+        "apiVersion": "mcp.jupyterhub.org/v1alpha1",
+        "kind": "MCPPolicy",
+        "metadata": {"name": "tokens"},
+        "spec": {"tokens": {"issue": True}},
+    }
+    custom.create_namespaced_custom_object("mcp.jupyterhub.org", "v1alpha1", ns, "mcppolicies", policy)
+    operator = Operator(controlplane, token_hub, ns, tmp_path)
+    operator.start()
+    held: dict[str, str] = {}
+    pending = f"Secret {ns}/mcp-token-bob: hub token"
+
+    def secret() -> Any:
+        return read_or_none(core.read_namespaced_secret, "mcp-token-bob", ns)
+
+    try:
+        core.create_namespaced_pod(ns, kubespawner_pod("bob", "tokens"))
+        held = wait_until("bob's token Secret", lambda: secret_values(core, ns, "mcp-token-bob"))
+        assert token_hub.whoami(held["token"]).status_code == 200
+        assert tokens.FINALIZER in secret().metadata.finalizers
+
+        token_hub.stop()
+        try:
+            core.delete_namespaced_pod("jupyter-bob", ns, grace_period_seconds=0)
+            wait_until(
+                "a failed revocation of the Secret's token",
+                lambda: any(
+                    pending in line and "not revoked yet" in line for line in operator.text().splitlines()
+                ),
+            )
+            going = secret()
+            assert going.metadata.deletion_timestamp and tokens.FINALIZER in going.metadata.finalizers
+
+            # the operator restarts during the outage: the finalizer still holds the Secret, and
+            # the new process takes the revocation up again
+            operator.stop()
+            before = len(operator.text())
+            operator.start()
+            wait_until(
+                "the restarted operator to try again",
+                lambda: any(
+                    pending in line and "not revoked yet" in line
+                    for line in operator.text()[before:].splitlines()
+                ),
+            )
+            assert tokens.FINALIZER in secret().metadata.finalizers
+        finally:
+            token_hub.start()
+
+        wait_until(
+            "bob's token to be revoked once the hub is back",
+            lambda: token_hub.whoami(held["token"]).status_code == 403,
+        )
+        wait_until("bob's Secret to be released", lambda: secret() is None)
+        assert not our_live_tokens(token_hub, "bob")
+    except BaseException:
+        print(f"--- operator log (tail) ---\n{operator.text()[-6000:]}")
+        raise
+    finally:
+        operator.stop()
+        if held:
+            assert held["token"] not in operator.text(), "a token value appeared in the log"
 
 
 @pytest.mark.hub

@@ -182,6 +182,7 @@ def test_secret_manifest() -> None:
     assert meta["annotations"][t.ANN_TOKEN_ID] == "a9"
     assert meta["annotations"][t.ANN_USER] == "alice" and meta["annotations"][t.ANN_SERVER] == ""
     assert meta["annotations"][t.ANN_EXPIRES_AT] == "2026-01-01T13:00:00Z"
+    assert meta["finalizers"] == [t.FINALIZER]  # held until the token is revoked or expired
     assert "tok-123" not in json.dumps(meta)  # the value lives only in the data
     data = secret["stringData"]
     assert data["token"] == "tok-123" and data["url"] == url and data["token_id"] == "a9"
@@ -255,6 +256,15 @@ def test_retry_delay_grows_and_is_capped() -> None:
     assert [t.retry_delay(n, 10) for n in range(4)] == [10, 20, 40, 80]
     assert t.retry_delay(10, 10) == 300
     assert t.retry_delay(10_000, 10, cap=60) == 60
+
+
+def test_revocation_is_retried_until_the_token_expires() -> None:
+    expires = NOW + timedelta(seconds=100)
+    assert t.revocation_delay(NOW, expires, 0, 10) == 10
+    assert t.revocation_delay(NOW, expires, 3, 10) == 80
+    assert t.revocation_delay(NOW, expires, 4, 10) == 101  # not far past the expiry
+    assert t.revocation_delay(NOW + timedelta(seconds=100), expires, 0, 10) is None  # expired: done
+    assert t.revocation_delay(NOW, None, 20, 10) == 300  # expiry unknown: capped backoff, forever
 
 
 # --- the reconciler with a hub and an API server that behave like the real ones -----------------
