@@ -157,6 +157,10 @@ def build_network_policy_spec(
     if not policy.network.enabled:
         return None
     peer = dict(policy.network.ingress_controller_selector or default_selector)
+    if "podSelector" in peer and "namespaceSelector" not in peer:
+        # Like the operator option: the ingress controller's pods in any namespace. A bare
+        # podSelector would mean the hub's own namespace only, where controllers rarely run.
+        peer["namespaceSelector"] = {}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

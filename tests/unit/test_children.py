@@ -157,6 +157,20 @@ def test_network_policy_opens_only_the_sidecar_port_to_the_ingress_controller() 
     assert np["spec"]["ingress"][0]["from"] == [own]
 
 
+def test_policy_pod_selector_alone_means_any_namespace_like_the_option() -> None:
+    only_pods = {"podSelector": {"matchLabels": {"app": "traefik"}}}
+    np = build_network_policy_spec(
+        pod("alice"), policy(network={"ingressControllerSelector": only_pods}), DEFAULT
+    )
+    assert np["spec"]["ingress"][0]["from"] == [{**only_pods, "namespaceSelector": {}}]
+    assert np["spec"]["ingress"][0]["from"] == [parse_ingress_selector("app=traefik")]
+    only_namespaces = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}}}
+    p = policy(network={"ingressControllerSelector": only_namespaces})
+    assert build_network_policy_spec(pod("alice"), p, DEFAULT)["spec"]["ingress"][0]["from"] == [
+        only_namespaces
+    ]
+
+
 def test_ingress_selector_option() -> None:
     assert parse_ingress_selector("ns=kubernetes.io/metadata.name=ingress;pod=app=nginx,tier=edge") == {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}},
