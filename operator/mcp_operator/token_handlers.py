@@ -184,12 +184,20 @@ class Kube:
             message=message,
             now=datetime.now(UTC),
         )
-        body = {
+        await self._apply_policy_status(namespace, name, {"conditions": [condition]})
+
+    async def clear_policy_condition(self, namespace: str, name: str) -> None:
+        """Drop the HubTokens condition: applying our part of the status without it removes it."""
+        await self._apply_policy_status(namespace, name, None)
+
+    async def _apply_policy_status(self, namespace: str, name: str, status: dict[str, Any] | None) -> None:
+        body: dict[str, Any] = {
             "apiVersion": f"{POLICY_GROUP}/{POLICY_VERSION}",
             "kind": "MCPPolicy",
             "metadata": {"name": name},
-            "status": {"conditions": [condition]},
         }
+        if status is not None:
+            body["status"] = status
         await asyncio.to_thread(
             self.custom.patch_namespaced_custom_object_status,
             POLICY_GROUP,
@@ -374,18 +382,20 @@ class TokenReconciler:
 # --- kopf wiring --------------------------------------------------------------------------------
 
 _reconciler: TokenReconciler | None = None
+_unconfigured: Kube | None = None  # set instead of _reconciler when there is no hub service token
 
 
 @kopf.on.startup()
 async def start_token_issuer(logger: logging.Logger, **_: Any) -> None:
-    global _reconciler
-    if not os.environ.get("JUPYTERHUB_API_TOKEN"):
-        logger.warning("JUPYTERHUB_API_TOKEN is not set: policies with tokens.issue get no hub tokens")
-        return
+    global _reconciler, _unconfigured
     try:
         k8s_config.load_incluster_config()
     except k8s_config.ConfigException:
         k8s_config.load_kube_config()
+    if not os.environ.get("JUPYTERHUB_API_TOKEN"):
+        logger.warning("JUPYTERHUB_API_TOKEN is not set: policies with tokens.issue get no hub tokens")
+        _unconfigured = Kube(k8s.ApiClient())  # only to say so on those policies
+        return
     _reconciler = TokenReconciler(
         HubClient.from_env(),
         Kube(k8s.ApiClient()),
@@ -396,7 +406,10 @@ async def start_token_issuer(logger: logging.Logger, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def stop_token_issuer(**_: Any) -> None:
-    global _reconciler
+    global _reconciler, _unconfigured
+    if _unconfigured is not None:
+        _unconfigured.api.close()
+        _unconfigured = None
     for task in list(_issuers.values()):
         task.cancel()
     _issuers.clear()
@@ -546,13 +559,19 @@ async def policy_tokens(type: str | None, body: kopf.Body, **_: Any) -> None:
     if type == "DELETED":
         _policy_generations.pop(key, None)
         return
-    if _reconciler is None or _policy_generations.get(key) == meta.get("generation"):
+    if _policy_generations.get(key) == meta.get("generation"):
         return
     _policy_generations[key] = meta.get("generation", 0)
     try:
         policy = Policy.from_object(body)
     except ValueError:
         return  # the policy controller reports invalid policies
+    if _reconciler is None:
+        if _unconfigured is not None:
+            await _say_not_configured(_unconfigured, body, policy)
+        return
+    if _hub_tokens_reason(body) == NOT_CONFIGURED:  # left by an earlier run without a service token
+        await _reconciler.kube.clear_policy_condition(meta["namespace"], meta["name"])
     if not policy.tokens.issue:
         return
     for pod in await _reconciler.kube.list_user_pods(meta["namespace"]):
@@ -610,6 +629,36 @@ def _start_revoker(key: str, work: Coroutine[Any, Any, None]) -> None:
 
 def _running(key: str) -> bool:
     return key in _revokers and not _revokers[key].done()
+
+
+NOT_CONFIGURED = "NotConfigured"
+
+
+def _hub_tokens_reason(body: Mapping[str, Any]) -> str | None:
+    conditions = (body.get("status") or {}).get("conditions") or ()
+    return next((c.get("reason") for c in conditions if c.get("type") == tokens.CONDITION_TYPE), None)
+
+
+async def _say_not_configured(kube: Kube, body: kopf.Body, policy: Policy) -> None:
+    """The operator has no hub service token: a policy asking for tokens gets none, and says so
+    (condition HubTokens=False NotConfigured + a Warning Event); one that stops asking, no longer."""
+    meta = body["metadata"]
+    reason = _hub_tokens_reason(body)
+    try:
+        if policy.tokens.issue:
+            message = (
+                "tokens.issue is true, but the operator has no hub service token "
+                "(JUPYTERHUB_API_TOKEN, the chart's hub service settings): no hub tokens are minted"
+            )
+            kopf.warn(dict(body), reason="HubTokensNotConfigured", message=message)
+            if reason != NOT_CONFIGURED:
+                await kube.set_policy_condition(
+                    meta["namespace"], meta["name"], status=False, reason=NOT_CONFIGURED, message=message
+                )
+        elif reason == NOT_CONFIGURED:
+            await kube.clear_policy_condition(meta["namespace"], meta["name"])
+    except ApiException as e:
+        log.warning("could not set the HubTokens condition on MCPPolicy %s: %s", meta["name"], e.reason)
 
 
 async def _revoke_pod(body: kopf.Body, logger: logging.Logger) -> None:

@@ -332,6 +332,7 @@ def test_status_counts_and_printer_columns(cluster: Cluster) -> None:
         ({"execution": {"timeoutSeconds": 900}}, "timeoutSeconds must not exceed maxTimeoutSeconds"),
         ({"tokens": {"ttlSeconds": 600, "rotateBeforeSeconds": 600}}, "rotateBeforeSeconds must be shorter"),
         ({"sidecar": {"port": 80}}, "spec.sidecar.port"),
+        ({"sidecar": {"port": 8888}}, "must differ from the notebook port 8888"),
     ],
 )
 def test_invalid_policy_is_refused_by_the_schema(
@@ -341,6 +342,46 @@ def test_invalid_policy_is_refused_by_the_schema(
     with pytest.raises(ApiException) as refused:
         cluster.custom.create_namespaced_custom_object(GROUP, VERSION, cluster.namespace, PLURAL, bad)
     assert refused.value.status == 422 and complaint in refused.value.body
+
+
+def test_policy_issuing_tokens_without_a_hub_service_token_says_so(cluster: Cluster) -> None:
+    """This operator runs without JUPYTERHUB_API_TOKEN: a policy asking for tokens gets none, and
+    its status and Events say why; once it stops asking, the condition goes."""
+
+    def hub_tokens() -> dict[str, Any] | None:
+        conditions = (cluster.policy("wants-tokens").get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == "HubTokens"), None)
+
+    cluster.apply_policy("wants-tokens", {"selection": {"users": ["nobody-here"]}, "tokens": {"issue": True}})
+    try:
+        condition = eventually("the HubTokens condition", hub_tokens)
+        assert (condition["status"], condition["reason"]) == ("False", "NotConfigured")
+        assert "JUPYTERHUB_API_TOKEN" in condition["message"]
+        eventually(
+            "a HubTokensNotConfigured Warning on the policy",
+            lambda: [
+                e
+                for e in cluster.events("wants-tokens")
+                if e.reason == "HubTokensNotConfigured" and e.type == "Warning"
+            ],
+        )
+        cluster.apply_policy(
+            "wants-tokens", {"selection": {"users": ["nobody-here"]}, "tokens": {"issue": False}}
+        )
+        eventually("the HubTokens condition to go", lambda: hub_tokens() is None)
+        # the policy controller's own condition is there beside it, and stays
+        eventually(
+            "the Ready condition",
+            lambda: any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in (cluster.policy("wants-tokens").get("status") or {}).get("conditions") or []
+            ),
+        )
+        assert hub_tokens() is None
+    finally:
+        cluster.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, PLURAL, "wants-tokens"
+        )
 
 
 def test_restart_converges_without_duplicates(cluster: Cluster) -> None:
