@@ -168,9 +168,6 @@ def main(argv: list[str] | None = None) -> None:
         ],
         background=[lambda: certificate.watch(args.tls_reload_interval)],
     )
-    # The webhook thread shares the GIL with kopf's loop; a shorter switch interval lets it answer
-    # within a millisecond or two even while hundreds of pod events are being processed.
-    sys.setswitchinterval(0.0005)
     servers.start()
     log.info(
         "webhook on https://%s:%d/mutate-pod, health on :%d",
