@@ -198,10 +198,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=300)
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args(argv)  # bench.run passes the same extra args to every benchmark
     with tempfile.TemporaryDirectory(prefix="operator-bench-") as tmp:
         report = run(args.pods, Path(tmp))
     RESULTS.mkdir(exist_ok=True)
@@ -210,7 +210,8 @@ def main() -> None:
     (RESULTS / "operator.json").write_text(json.dumps(report, indent=2) + "\n")
     json.dump(summary, sys.stdout, indent=2)
     print()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

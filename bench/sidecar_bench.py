@@ -404,7 +404,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
-    args = parser.parse_args(argv)
+    args, _ = parser.parse_known_args(argv)  # bench.run passes the same extra args to every benchmark
     started = time.monotonic()
     load_at_start = os.getloadavg()  # the box is shared: numbers mean more next to the load
     results = asyncio.run(run(0.25 if args.quick else 1.0))
