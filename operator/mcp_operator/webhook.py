@@ -129,11 +129,6 @@ def _server_context() -> ssl.SSLContext:
     return context
 
 
-def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
-    """A server context with the certificate loaded once (see ReloadingCertificate for renewals)."""
-    return ReloadingCertificate(cert_file, key_file).context
-
-
 @contextlib.contextmanager
 def _private_files(*contents: bytes) -> Iterator[list[str]]:
     """Paths holding exactly `contents`, so a pair read once can be loaded twice (validated, then

@@ -26,7 +26,6 @@ from mcp_operator.webhook import (
     ServerThread,
     build_health_app,
     build_webhook_app,
-    tls_context,
 )
 
 from tests.fixtures.controlplane import make_ca, sign_cert
@@ -53,7 +52,7 @@ class Servers:
                     build_webhook_app(self.index, InjectionOptions),
                     "127.0.0.1",
                     self.webhook_port,
-                    tls_context(str(tmp / "tls.crt"), str(tmp / "tls.key")),
+                    ReloadingCertificate(str(tmp / "tls.crt"), str(tmp / "tls.key")).context,
                 ),
                 Listener(build_health_app(self.index), "127.0.0.1", self.health_port),
             ]
