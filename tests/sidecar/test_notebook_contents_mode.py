@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 
 import httpx
+import nbformat
 import pytest
 from mcp_sidecar.jupyter.documents import Notebooks
 from mcp_sidecar.jupyter.errors import JupyterError
@@ -109,6 +110,19 @@ async def test_nbformat_4_4_cells_get_ids_and_their_outputs_are_saved(plain_side
             read_disk(jupyter_plain, path)["cells"][0]["execution_count"]
             == again.structured_content["execution_count"]
         )
+
+
+async def test_an_empty_nbformat_4_4_notebook_is_saved_valid_after_an_insert(
+    plain_sidecar, jupyter_plain
+) -> None:
+    """Cell ids are invalid in nbformat 4.4: inserting into an empty 4.4 notebook saves it as 4.5."""
+    path = unique("v4-4-empty")
+    write_v4_4(jupyter_plain, path, [])
+    async with held_client(plain_sidecar.url, plain_sidecar.token) as client:
+        await call(client, "insert_cell", path=path, source="x = 1")
+    saved = read_disk(jupyter_plain, path)
+    assert saved["nbformat_minor"] >= 5 and saved["cells"][0]["id"]
+    nbformat.validate(saved)
 
 
 async def test_nbformat_4_4_insert_and_execute_saves_outputs(plain_sidecar, jupyter_plain) -> None:

@@ -139,13 +139,16 @@ def test_new_cell_ids_are_never_all_digits() -> None:
 def test_give_cells_ids_normalises_an_nbformat_4_4_notebook() -> None:
     cells = [{"cell_type": "code"}, {"cell_type": "raw", "id": "k"}]
     old = {"nbformat": 4, "nbformat_minor": 4, "cells": cells}
-    assert give_cells_ids(old) is True
+    give_cells_ids(old)
     first, second = old["cells"]
     assert old["nbformat_minor"] == 5 and first["id"] and not first["id"].isdigit() and second["id"] == "k"
-    assert give_cells_ids(old) is False  # idempotent: a 4.5 notebook with ids is left alone
-    assert first["id"] == old["cells"][0]["id"]
+    kept = first["id"]
+    give_cells_ids(old)  # idempotent: a 4.5 notebook with ids is left alone
+    assert old["nbformat_minor"] == 5 and old["cells"][0]["id"] == kept
+    # An empty 4.4 notebook too: the edit may insert cells, and their ids are invalid in 4.4.
     empty = {"nbformat": 4, "nbformat_minor": 4, "cells": []}
-    assert give_cells_ids(empty) is False and empty["nbformat_minor"] == 4
+    give_cells_ids(empty)
+    assert empty["nbformat_minor"] == 5 and empty["cells"] == []
 
 
 def test_new_cell_rejects_unknown_type() -> None:

@@ -50,19 +50,17 @@ def new_cell(cell_type: str, source: str) -> dict[str, Any]:
     return cell
 
 
-def give_cells_ids(notebook: dict[str, Any]) -> bool:
-    """nbformat 4.5 normalisation: every cell gets an id (outputs are saved into a cell by id).
+def give_cells_ids(notebook: dict[str, Any]) -> None:
+    """nbformat 4.5 normalisation before an edit: every cell gets an id (outputs are saved into a
+    cell by id).
 
-    A 4.4 notebook has none; it becomes 4.5 (ids are invalid in 4.4), as JupyterLab saves it.
-    True when anything changed."""
-    cells = notebook.get("cells") or []
-    missing = [cell for cell in cells if not cell.get("id")]
-    for cell in missing:
-        cell["id"] = new_cell_id()
-    if notebook.get("nbformat") == 4 and (notebook.get("nbformat_minor") or 0) < 5 and cells:
+    A 4.4 notebook becomes 4.5 even when it has no cells yet: the edit may insert cells, and
+    those carry ids, which are invalid in 4.4. JupyterLab saves such a notebook as 4.5 too."""
+    for cell in notebook.get("cells") or []:
+        if not cell.get("id"):
+            cell["id"] = new_cell_id()
+    if notebook.get("nbformat") == 4 and (notebook.get("nbformat_minor") or 0) < 5:
         notebook["nbformat_minor"] = 5
-        return True
-    return bool(missing)
 
 
 def empty_notebook(kernel_name: str | None = None, spec: dict[str, Any] | None = None) -> dict[str, Any]:
