@@ -32,7 +32,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import kopf
 from kubernetes import client as k8s
@@ -590,19 +590,31 @@ _revokers: dict[str, asyncio.Task[None]] = {}
 _released: set[str] = set()  # Secret uids whose token is dealt with (their DELETED event needs nothing)
 
 
+Outcome = Literal["revoked", "expired", "refused"]
+
+
+def _final_refusal(error: HubRefused) -> bool:
+    """A 4xx other than 404 (already gone: success) and 429 (try later): asking again gets the same
+    answer (a service token without the scope, a malformed id...)."""
+    return 400 <= error.status < 500 and error.status not in (404, 429)
+
+
 async def _until_revoked(
     what: str, attempt: Callable[[], Awaitable[None]], expires_at: datetime | None
-) -> bool:
-    """Run `attempt` until it gets through. False when the token(s) expired first: then there is
-    nothing left to revoke either."""
+) -> Outcome:
+    """Run `attempt` until it gets through: "revoked". "expired" when the token(s) expired first
+    (nothing left to revoke either); "refused" when the hub said no for good (logged here)."""
     retry = 0
     while True:
         try:
             await attempt()
-            return True
+            return "revoked"
         except HubRefused as e:
             if e.status == 404:  # the user is gone from the hub, and their tokens with them
-                return True
+                return "revoked"
+            if _final_refusal(e):
+                log.warning("%s: not revoked, the hub refused for good (%s)", what, e)
+                return "refused"
             error: Exception = e
         except HubError as e:
             error = e
@@ -612,7 +624,7 @@ async def _until_revoked(
         delay = tokens.revocation_delay(datetime.now(UTC), expires_at, retry, RETRY_DELAY)
         if delay is None:
             log.warning("%s: not revoked, and expired by now (the hub no longer accepts it)", what)
-            return False
+            return "expired"
         if retry % 10 == 0:
             log.warning(
                 "%s: not revoked yet (%s); retrying in %.0f s until it is or it expires", what, error, delay
@@ -688,6 +700,30 @@ async def _revoke_pod(body: kopf.Body, logger: logging.Logger) -> None:
     _start_revoker(f"pod/{server.pod_uid}", _until_revoked(what, attempt, expires_at))
 
 
+def _secret_reference(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What an Event about the Secret needs: never its data (the token)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid")},
+    }
+
+
+async def _release(kube: Kube, namespace: str, name: str, uid: str) -> None:
+    """Take our finalizer off, retrying whatever goes wrong (API errors, connection errors from the
+    Kubernetes client) with backoff: a task that died here would leave the Secret Terminating."""
+    retry = 0
+    while True:
+        try:
+            await kube.release_secret(namespace, name, uid)
+            _released.add(uid)
+            return
+        except Exception as e:
+            log.warning("Secret %s/%s: could not remove the finalizer: %s", namespace, name, e)
+        await asyncio.sleep(tokens.retry_delay(retry, RETRY_DELAY, cap=tokens.REVOCATION_BACKOFF_CAP))
+        retry += 1
+
+
 @kopf.on.event("secrets", labels=MANAGED_BY, annotations={tokens.ANN_TOKEN_ID: kopf.PRESENT}, when=_is_going)
 async def revoke_on_secret_deleted(
     type: str | None, body: kopf.Body, logger: logging.Logger, **_: Any
@@ -696,12 +732,13 @@ async def revoke_on_secret_deleted(
     then take our finalizer off so the deletion completes. A raw event handler on purpose: kopf's
     changing handlers would copy the Secret's data (the token) into their last-handled-configuration
     annotation. The finalizer keeps the Secret until the token is revoked (retried with backoff
-    while the hub is down, across operator restarts) or has expired."""
+    while the hub is down, across operator restarts), has expired, or the hub refused for good.
+    Without a hub service token nothing can be revoked: the finalizer goes, with a Warning."""
     meta = body["metadata"]
     uid = meta["uid"]
     annotations = meta.get("annotations") or {}
     user, token_id = annotations.get(tokens.ANN_USER), annotations.get(tokens.ANN_TOKEN_ID)
-    if _reconciler is None or not user or not token_id:
+    if (_reconciler is None and _unconfigured is None) or not user or not token_id:
         return
     if uid in _released:  # our own finalizer removal, then the deletion itself
         if type == "DELETED":
@@ -709,29 +746,34 @@ async def revoke_on_secret_deleted(
         return
     if _running(f"secret/{uid}"):
         return
+    namespace, name = meta["namespace"], meta["name"]
+    what = f"Secret {namespace}/{name}: hub token {token_id} of {user!r}"
+    if _reconciler is None:
+        if type != "DELETED" and _unconfigured is not None:
+            message = f"hub token {token_id} of {user!r} not revoked: the operator has no hub service token"
+            log.warning("%s: not revoked, the operator has no hub service token; releasing", what)
+            kopf.warn(_secret_reference(meta), reason="HubTokenNotRevoked", message=message)
+            _start_revoker(f"secret/{uid}", _release(_unconfigured, namespace, name, uid))
+        return
     try:
         expires_at = tokens.parse_hub_time(annotations.get(tokens.ANN_EXPIRES_AT))
     except ValueError:
         expires_at = None
-    reconciler, namespace, name = _reconciler, meta["namespace"], meta["name"]
+    reconciler = _reconciler
 
     async def attempt() -> None:
         if await reconciler.hub.revoke(user, token_id):
             logger.info("Secret %s deleted: revoked hub token %s of %s", name, token_id, user)
 
     async def revoke_then_release() -> None:
-        await _until_revoked(
-            f"Secret {namespace}/{name}: hub token {token_id} of {user!r}", attempt, expires_at
-        )
+        if await _until_revoked(what, attempt, expires_at) == "refused":
+            kopf.warn(
+                _secret_reference(meta),
+                reason="HubTokenNotRevoked",
+                message=f"the hub refused to revoke token {token_id} of {user!r} (see the operator log)",
+            )
         if type == "DELETED":
             return  # already gone: held by no finalizer of ours
-        for retry in range(1000):
-            try:
-                await reconciler.kube.release_secret(namespace, name, uid)
-                _released.add(uid)
-                return
-            except (ApiException, kopf.TemporaryError) as e:
-                log.warning("Secret %s/%s: could not remove the finalizer: %s", namespace, name, e)
-                await asyncio.sleep(tokens.retry_delay(retry, RETRY_DELAY))
+        await _release(reconciler.kube, namespace, name, uid)
 
     _start_revoker(f"secret/{uid}", revoke_then_release())

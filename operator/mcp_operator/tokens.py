@@ -188,12 +188,17 @@ def retry_delay(retry: int, base: float, cap: float = 300.0) -> float:
     return min(cap, base * 2 ** min(retry, 16))
 
 
+# Longest wait between two attempts at a revocation: a Secret held Terminating by our finalizer
+# blocks the next token Secret of the same user server, so the hub's return is noticed soon.
+REVOCATION_BACKOFF_CAP = 60.0
+
+
 def revocation_delay(now: datetime, expires_at: datetime | None, retry: int, base: float) -> float | None:
     """How long to wait before trying a failed revocation again; None once the token has expired
     (the hub no longer accepts it: nothing left to revoke). Never sleeps past the expiry by much."""
     if expires_at is not None and now >= expires_at:
         return None
-    delay = retry_delay(retry, base)
+    delay = retry_delay(retry, base, cap=REVOCATION_BACKOFF_CAP)
     if expires_at is not None:
         delay = min(delay, (expires_at - now).total_seconds() + 1.0)
     return delay

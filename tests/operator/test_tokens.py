@@ -708,3 +708,57 @@ def test_full_operator_issues_and_the_webhook_mounts_the_secret(
             operator.unregister_webhook(kube_api)
         finally:
             operator.stop()
+
+
+@pytest.mark.hub
+@pytest.mark.controlplane
+def test_without_a_hub_service_token_going_token_secrets_are_released(
+    controlplane: Any,
+    kube_api: Any,
+    k8s_namespace: str,
+    policy_crd: None,
+    token_hub: TokenHub,
+    tmp_path: Path,
+) -> None:
+    """A token Secret left by an earlier run with a hub service token: an operator without one
+    cannot revoke its token, and says so (Warning Event) rather than hold the Secret forever."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_api)
+    ns = k8s_namespace
+    value = "not-a-real-token-" + uuid.uuid4().hex
+    core.create_namespaced_secret(
+        ns,
+        {
+            "metadata": {
+                "name": "mcp-token-carol",
+                "labels": {"app.kubernetes.io/managed-by": "jupyterhub-mcp"},
+                "annotations": {tokens.ANN_TOKEN_ID: "a42", tokens.ANN_USER: "carol"},
+                "finalizers": [tokens.FINALIZER],
+            },
+            "stringData": {"token": value},
+        },
+    )
+    operator = Operator(controlplane, token_hub, ns, tmp_path)
+    del operator.env["JUPYTERHUB_API_TOKEN"]
+    operator.start()
+    try:
+        wait_until(
+            "the operator to start without a hub token",
+            lambda: "JUPYTERHUB_API_TOKEN is not set" in operator.text(),
+        )
+        core.delete_namespaced_secret("mcp-token-carol", ns)
+        wait_until(
+            "carol's Secret to be released",
+            lambda: read_or_none(core.read_namespaced_secret, "mcp-token-carol", ns) is None,
+        )
+        wait_until(
+            "a HubTokenNotRevoked Warning",
+            lambda: warnings_on(core, ns, "mcp-token-carol", "HubTokenNotRevoked"),
+        )
+    except BaseException:
+        print(f"--- operator log (tail) ---\n{operator.text()[-6000:]}")
+        raise
+    finally:
+        operator.stop()
+        assert value not in operator.text(), "a token value appeared in the log"
