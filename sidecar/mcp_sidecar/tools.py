@@ -700,7 +700,23 @@ class NotebookTools:
             if execution.status == "running":
                 await asyncio.shield(self._interrupt_quietly(kernel_id))
             raise
+        self._audit_timeout(execution, timeout)
         return self._execution_result(execution)
+
+    @staticmethod
+    def _audit_timeout(execution: Execution, timeout: float) -> None:
+        """Audit and count this call as a timeout when its own timeout ran out (the answer itself is
+        a normal one). Only here: get_execution reads of the same run are not timeouts again, and a
+        run still queued at the early return with time left on its timeout is not one yet."""
+        call = current_call()
+        if call is None:
+            return
+        if execution.interrupted_after is not None:
+            call.outcome = "timeout"
+            call.reason = f"timed out after {execution.interrupted_after:g} s; kernel interrupted"
+        elif execution.status == "queued" and execution.elapsed >= timeout:
+            call.outcome = "timeout"
+            call.reason = f"queued behind other code for {execution.elapsed:.0f} s; nothing interrupted"
 
     async def _drive(self, execution: Execution, timeout: float) -> None:  # noqa: ASYNC109
         """Own one execution to its end: timeout and interrupt, outputs into the cell.
@@ -795,7 +811,6 @@ class NotebookTools:
         )
         status = execution.status
         notes: list[str] = []
-        call = current_call()
         if status == "queued":
             notes.append(
                 f"[queued: kernel {execution.kernel_id} is still running other code (another session's "
@@ -804,9 +819,6 @@ class NotebookTools:
                 f"call get_execution(execution_id={execution.id!r}) to wait for it, or interrupt_kernel to "
                 "stop the code running now]"
             )
-            if call is not None:
-                call.outcome = "timeout"
-                call.reason = f"queued behind other code for {execution.elapsed:.0f} s; nothing interrupted"
         elif status == "running":
             notes.append(
                 f"[still running after {execution.elapsed:.0f} s; outputs so far above. "
@@ -821,10 +833,6 @@ class NotebookTools:
             notes.append("[aborted: the kernel skipped this code (an earlier request failed); nothing ran]")
         if execution.failure:
             notes.append(f"[{execution.failure}]")
-        if call is not None and execution.interrupted_after is not None:
-            # The answer is a normal one (partial output), but the audit and metrics say timeout.
-            call.outcome = "timeout"
-            call.reason = f"timed out after {execution.interrupted_after:g} s; kernel interrupted"
         if execution.save_error:
             notes.append(f"[{execution.save_error}]")
         content = _outputs_content(shaped.parts)

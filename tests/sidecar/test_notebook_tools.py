@@ -244,6 +244,16 @@ async def test_timeout_interrupts_and_returns_partial_output(client, sidecar, no
     assert record["outcome"] == "timeout" and "interrupted" in record["error"]
     assert record["cells"] == [result.structured_content["cell_id"]]
     assert await metric(sidecar, timeouts) == counted_before + 1
+    # Reading the timed-out run again is an ordinary read: audited and counted "ok", not a timeout.
+    read_timeouts = 'mcp_tool_calls_total{outcome="timeout",tool="get_execution"}'
+    read_before = await metric(sidecar, read_timeouts)
+    execution_id = result.structured_content["execution_id"]
+    for offset in (0, 5):
+        again = await call(client, "get_execution", execution_id=execution_id, output_offset=offset, wait=0)
+        assert again.structured_content["status"] == "timeout"
+    reads = [r for r in audit_lines(sidecar) if r["tool"] == "get_execution"][-2:]
+    assert [r["outcome"] for r in reads] == ["ok", "ok"], reads
+    assert await metric(sidecar, read_timeouts) == read_before
     # The kernel is free again at once: it was interrupted, not left running.
     quick = await call(client, "execute_code", path=notebook, code="print('free')", timeout=10)
     assert "free" in text(quick)
