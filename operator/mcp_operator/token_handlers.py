@@ -559,29 +559,36 @@ async def policy_tokens(type: str | None, body: kopf.Body, **_: Any) -> None:
     if type == "DELETED":
         _policy_generations.pop(key, None)
         return
-    if _policy_generations.get(key) == meta.get("generation"):
+    generation = meta.get("generation", 0)
+    if _policy_generations.get(key) == generation:
         return
-    _policy_generations[key] = meta.get("generation", 0)
     try:
         policy = Policy.from_object(body)
     except ValueError:
+        _policy_generations[key] = generation
         return  # the policy controller reports invalid policies
+    # The generation is recorded only once everything below went through: a failure is retried at
+    # the policy's next event (the policy controller's status updates), not forgotten.
     if _reconciler is None:
-        if _unconfigured is not None:
-            await _say_not_configured(_unconfigured, body, policy)
+        if _unconfigured is None or await _say_not_configured(_unconfigured, body, policy):
+            _policy_generations[key] = generation
         return
     if _hub_tokens_reason(body) == NOT_CONFIGURED:  # left by an earlier run without a service token
-        await _reconciler.kube.clear_policy_condition(meta["namespace"], meta["name"])
-    if not policy.tokens.issue:
-        return
-    for pod in await _reconciler.kube.list_user_pods(meta["namespace"]):
-        server = user_server(pod)
-        if (
-            server is not None
-            and server.policy == policy.name
-            and not pod["metadata"].get("deletionTimestamp")
-        ):
-            _schedule_issue(pod)
+        try:
+            await _reconciler.kube.clear_policy_condition(meta["namespace"], meta["name"])
+        except ApiException as e:
+            log.warning("could not clear the HubTokens condition on MCPPolicy %s: %s", meta["name"], e.reason)
+            return
+    if policy.tokens.issue:
+        for pod in await _reconciler.kube.list_user_pods(meta["namespace"]):
+            server = user_server(pod)
+            if (
+                server is not None
+                and server.policy == policy.name
+                and not pod["metadata"].get("deletionTimestamp")
+            ):
+                _schedule_issue(pod)
+    _policy_generations[key] = generation
 
 
 # Revocations run in background tasks that retry with backoff while the hub is down or refusing,
@@ -651,9 +658,10 @@ def _hub_tokens_reason(body: Mapping[str, Any]) -> str | None:
     return next((c.get("reason") for c in conditions if c.get("type") == tokens.CONDITION_TYPE), None)
 
 
-async def _say_not_configured(kube: Kube, body: kopf.Body, policy: Policy) -> None:
+async def _say_not_configured(kube: Kube, body: kopf.Body, policy: Policy) -> bool:
     """The operator has no hub service token: a policy asking for tokens gets none, and says so
-    (condition HubTokens=False NotConfigured + a Warning Event); one that stops asking, no longer."""
+    (condition HubTokens=False NotConfigured + a Warning Event); one that stops asking, no longer.
+    False when the condition could not be written (to be tried again)."""
     meta = body["metadata"]
     reason = _hub_tokens_reason(body)
     try:
@@ -671,6 +679,8 @@ async def _say_not_configured(kube: Kube, body: kopf.Body, policy: Policy) -> No
             await kube.clear_policy_condition(meta["namespace"], meta["name"])
     except ApiException as e:
         log.warning("could not set the HubTokens condition on MCPPolicy %s: %s", meta["name"], e.reason)
+        return False
+    return True
 
 
 async def _revoke_pod(body: kopf.Body, logger: logging.Logger) -> None:
