@@ -12,15 +12,17 @@ When each thing happens, and why this shape:
   object that has a timer, and a finalizer on user pods would leave them Terminating whenever the
   operator is down, so user pods never get one. The Secret is ours: its finalizer (below) only
   delays the Secret's own garbage collection.
-- Revocation, two ways, both idempotent, both raw watch events (`on.event`: no kopf state), both
-  retried with backoff in background tasks while the hub is down or refusing, until the hub
-  confirms (or answers 404: already gone) or the token has expired anyway:
-  1. the pod is DELETED: revoke every token whose note names that pod's uid (strays included),
-     bounded by the policy's token TTL; kept in memory only;
+- Revocation, two ways, both idempotent, both raw watch events (`on.event`: no kopf state), both in
+  background tasks:
+  1. the pod is DELETED: one attempt at every token whose note names that pod's uid (strays
+     included); not retried, kept in memory only;
   2. the Secret (garbage-collected after its pod) gets a deletionTimestamp: revoke the token it
-     holds, then remove our finalizer `mcp.jupyterhub.org/revoke-token` (put on at creation). The
-     finalizer keeps the Secret until then, so revocation survives hub outages and operator
-     restarts, and happens for pods deleted while the operator was down.
+     holds, retried with backoff (at most a minute apart) while the hub is down, until the hub
+     confirms (or answers 404: already gone), refuses for good (another 4xx but 429: a Warning
+     Event), or the token has expired; then remove our finalizer `mcp.jupyterhub.org/revoke-token`
+     (put on at creation). The finalizer keeps the Secret until then, so revocation survives hub
+     outages and operator restarts, and happens for pods deleted while the operator was down. An
+     operator without a hub service token removes the finalizer at once, with a Warning Event.
 - A policy that stops issuing tokens (or is deleted): the next check revokes the pod's tokens and
   deletes its Secret.
 """
@@ -31,7 +33,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import kopf
@@ -684,30 +686,31 @@ async def _say_not_configured(kube: Kube, body: kopf.Body, policy: Policy) -> bo
 
 
 async def _revoke_pod(body: kopf.Body, logger: logging.Logger) -> None:
-    """Every token of ours naming the deleted pod, strays included (the Secret's deletion covers
-    the token it holds, durably through its finalizer; this also catches tokens no Secret holds).
-    Bounded by the policy's token lifetime: nothing minted for the pod outlives that."""
+    """One attempt at every token of ours naming the deleted pod, strays included, in a background
+    task. Not retried: the token Secret's finalizer is the one revoker that retries (and survives
+    restarts) for the token the user holds; a stray the hub missed here expires on its own."""
     server = user_server(body)
     if _reconciler is None or server is None or _running(f"pod/{server.pod_uid}"):
         return
     _reconciler.forget(server)
     reconciler = _reconciler
-    ttl = Policy(name=server.policy).tokens.ttl_seconds
-    try:
-        obj = await reconciler.kube.read_policy(server.namespace, server.policy)
-        if obj:
-            ttl = Policy.from_object(obj).tokens.ttl_seconds
-    except (ApiException, ValueError):
-        pass
-    expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
 
-    async def attempt() -> None:
-        revoked = await reconciler.revoke_pod_tokens(server)
+    async def once() -> None:
+        try:
+            revoked = await reconciler.revoke_pod_tokens(server)
+        except Exception as e:  # the hub down or refusing, or an answer we cannot read
+            logger.warning(
+                "pod %s deleted: hub tokens of %r not revoked now (%s); the token Secret's "
+                "finalizer retries the token it holds",
+                server.pod_name,
+                server.user,
+                e,
+            )
+            return
         if revoked:
             logger.info("pod %s deleted: revoked hub tokens %s of %s", server.pod_name, revoked, server.user)
 
-    what = f"pod {server.namespace}/{server.pod_name} deleted: hub tokens of {server.user!r}"
-    _start_revoker(f"pod/{server.pod_uid}", _until_revoked(what, attempt, expires_at))
+    _start_revoker(f"pod/{server.pod_uid}", once())
 
 
 def _secret_reference(meta: Mapping[str, Any]) -> dict[str, Any]:
