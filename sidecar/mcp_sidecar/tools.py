@@ -725,10 +725,10 @@ class NotebookTools:
         second), so an open JupyterLab tab watches a long cell progress.
         """
         try:
-            await self.kernels.watch(execution)
             # The clock starts when the kernel starts on this request, not when it was sent: one
             # queued behind another session's long cell must not time out and interrupt that cell.
-            await execution.acknowledged.wait()
+            # While queued, the kernel is re-checked: one gone without a word fails the execution.
+            await self.kernels.watch(execution)
             live = bool(execution.path and execution.cell_id) and await self.notebooks.collaborative()
             deadline = (execution.began or time.monotonic()) + timeout
             last_saved, saved_version = 0.0, 0

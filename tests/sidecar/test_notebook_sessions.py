@@ -320,6 +320,63 @@ async def test_a_call_queued_behind_another_sessions_cell_does_not_interrupt_it(
         assert final.structured_content["status"] == "ok" and "after A" in text(final)
 
 
+async def test_a_queued_call_whose_kernel_is_shut_down_ends_as_kernel_lost(sidecar, jupyter) -> None:
+    """The kernel is shut down through the REST API while B's code waits in its queue behind A's
+    long cell: B's run ends as kernel-lost with the reason, instead of staying queued forever."""
+    path = unique("queued-lost")
+    release = jupyter.root / f"{path}.release"  # never written: A's cell runs until the shutdown
+    code = (
+        f"import os, time\nprint('first', flush=True)\n"
+        f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.02)"
+    )
+    kernels = sidecar.app.state.tools.kernels
+    kernels.queued_check_every = 0.5  # keep the test short; the check itself is what is tested
+    checked = asyncio.Event()
+    get_kernel = kernels.server.get_kernel
+
+    async def spy(kernel_id: str) -> dict | None:
+        # A look-up while a run waits queued on that kernel is the sidecar's liveness check.
+        queued = any(e.kernel_id == kernel_id and e.status == "queued" for e in kernels.executions.values())
+        found = await get_kernel(kernel_id)
+        if queued and found is not None:
+            checked.set()
+        return found
+
+    kernels.server.get_kernel = spy  # type: ignore[method-assign]
+    async with held_client(sidecar.url, sidecar.token) as a, held_client(sidecar.url, sidecar.token) as b:
+        try:
+            await call(a, "create_notebook", path=path)
+            await call(a, "insert_cell", path=path, source=code)
+            running = asyncio.Event()
+
+            async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+                if "1 output(s)" in (message or ""):
+                    running.set()
+
+            arguments = {"path": path, "cell": 0, "timeout": 120}
+            long = asyncio.create_task(a.call_tool("execute_cell", arguments, progress_callback=on_progress))
+            await asyncio.wait_for(running.wait(), 60)
+            queued = await call(b, "execute_code", path=path, code="print('after A')", timeout=1)
+            assert queued.structured_content["status"] == "queued", text(queued)
+            kernel_id = queued.structured_content["kernel_id"]
+            # Shut it down only after the first check found it alive: the later checks are tested.
+            await asyncio.wait_for(checked.wait(), 60)
+            async with httpx.AsyncClient(base_url=jupyter.url, headers=jupyter.headers) as http:
+                assert (await http.delete(f"api/kernels/{kernel_id}")).status_code == 204
+            execution_id = queued.structured_content["execution_id"]
+            lost = await b.call_tool("get_execution", {"execution_id": execution_id, "wait": 45})
+            assert lost.structured_content["status"] == "kernel-lost", text(lost)
+            assert lost.is_error and kernel_id in text(lost) and "restart_kernel" in text(lost)
+            # Its background driver ended too (it set `saved` on its way out).
+            assert kernels.executions[execution_id].saved.is_set()
+            long.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await long
+        finally:
+            kernels.queued_check_every = 10.0
+            kernels.server.get_kernel = get_kernel  # type: ignore[method-assign]
+
+
 async def _metric(sidecar: RunningSidecar, sample: str) -> float:
     async with httpx.AsyncClient(timeout=30) as http:
         body = (await http.get(f"{sidecar.base}/metrics")).text

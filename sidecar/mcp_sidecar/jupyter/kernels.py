@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 RESTART_HINT = "call restart_kernel to start a fresh one; state is lost"
 MAX_KEPT_EXECUTIONS = 32  # for get_execution; bounded because each may hold megabytes of output
 ACK_TIMEOUT = 3.0  # a live kernel answers "busy" within milliseconds, even on a loaded machine
+QUEUED_CHECK_EVERY = 10.0  # s between checks that the kernel of a queued execution still exists
 
 
 @dataclass
@@ -272,6 +273,7 @@ class Kernels:
         # instead of quietly starting another one and pretending the state survived.
         self._known: dict[str, str] = {}
         self.executions: OrderedDict[str, Execution] = OrderedDict()
+        self.queued_check_every = QUEUED_CHECK_EVERY
 
     async def kernel_for(self, path: str) -> str:
         """The kernel of ``path``'s session (the one JupyterLab shows), started if it never had one."""
@@ -408,26 +410,30 @@ class Kernels:
         return True
 
     async def watch(self, execution: Execution, within: float = ACK_TIMEOUT) -> None:
-        """If the kernel has not even acknowledged the request in time, find out whether it still exists.
+        """Return once the kernel started on ``execution`` or it ended; fail it if the kernel is gone.
 
-        A kernel shut down or culled behind our back does not always close its websocket, so a
-        silent kernel is checked once (not polled) and the execution fails with the reason.
+        A kernel shut down or culled behind our back does not always close its websocket, so
+        a silent kernel is checked after ``within`` s, and again every ``queued_check_every`` s
+        while the request waits in its queue: otherwise a queued execution would wait forever.
         """
-        try:
-            await asyncio.wait_for(execution.acknowledged.wait(), within)
-            return
-        except TimeoutError:
-            pass
-        if execution.done.is_set() or await self.server.get_kernel(execution.kernel_id) is not None:
-            return  # alive, just busy with earlier work
-        connection = self._connections.pop(execution.kernel_id, None)
-        if connection is not None:
-            connection.lost = "the kernel no longer exists"
-            connection._fail_all(
-                f"kernel {execution.kernel_id} is gone (shut down or culled); {RESTART_HINT}"
-            )
-            await connection.close()
-        execution.fail(f"kernel {execution.kernel_id} is gone (shut down or culled); {RESTART_HINT}")
+        wait = within
+        while not execution.acknowledged.is_set():
+            try:
+                await asyncio.wait_for(execution.acknowledged.wait(), wait)
+                return
+            except TimeoutError:
+                pass
+            wait = self.queued_check_every
+            if execution.done.is_set() or await self.server.get_kernel(execution.kernel_id) is not None:
+                continue  # alive, just busy with earlier work
+            connection = self._connections.pop(execution.kernel_id, None)
+            if connection is not None:
+                connection.lost = "the kernel no longer exists"
+                connection._fail_all(
+                    f"kernel {execution.kernel_id} is gone (shut down or culled); {RESTART_HINT}"
+                )
+                await connection.close()
+            execution.fail(f"kernel {execution.kernel_id} is gone (shut down or culled); {RESTART_HINT}")
 
     async def interrupt(self, kernel_id: str) -> None:
         await self.server.interrupt_kernel(kernel_id)
