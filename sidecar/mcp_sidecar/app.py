@@ -44,7 +44,9 @@ class PolicedMCPServer(MCPServer):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context | None = None
     ) -> CallToolResult | InputRequiredResult:
-        if name in ALL_TOOLS and name not in self.notebook_tools.registered and context is not None:
+        # The policy is fixed at start: what it does not list was not registered.
+        listed = self.notebook_tools.guard.is_listed(name)
+        if name in ALL_TOOLS and not listed and context is not None:
             return await self.notebook_tools.refuse(context, name, arguments)
         return await super().call_tool(name, arguments, context)
 

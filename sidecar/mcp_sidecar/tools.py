@@ -95,7 +95,6 @@ class NotebookTools:
         self.sessions = SessionDefaults()
         self._background: set[asyncio.Task[None]] = set()
         self.return_after = RETURN_AFTER
-        self.registered: set[str] = set()  # the tools the policy lets this sidecar offer
 
     async def aclose(self) -> None:
         for task in list(self._background):
@@ -180,7 +179,6 @@ class NotebookTools:
         for fn, hints in tools:
             if self.guard.is_listed(fn.__name__):
                 mcp.add_tool(fn, name=fn.__name__, annotations=hints, structured_output=False)
-                self.registered.add(fn.__name__)
 
     async def refuse(self, ctx: Context, tool: str, arguments: dict[str, Any]) -> CallToolResult:
         """A call to a tool the policy forbids (so it is not listed): the guard refuses it with the
