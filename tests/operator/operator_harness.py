@@ -74,6 +74,14 @@ def policy_object(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MCPPolicy", "metadata": {"name": name}, "spec": spec}
 
 
+def create_policy(api: Any, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    from kubernetes import client
+
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, policy_object(name, spec)
+    )
+
+
 class OperatorProcess:
     """`jupyterhub-mcp-operator` for one namespace, with its serving certificate from the test CA."""
 

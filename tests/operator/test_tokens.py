@@ -29,6 +29,7 @@ from mcp_operator.hubclient import HubClient, HubRefused, HubUnavailable
 from mcp_operator.injection import ANN_INJECTED
 
 from tests.fixtures.tools import NODE_BIN, REPO, VENV_BIN, eventually, free_port
+from tests.operator.operator_harness import create_policy
 
 WAIT = 90.0  # seconds; generous for a loaded two-core machine
 SERVICE_TOKEN = "mcp-operator-test-" + uuid.uuid4().hex
@@ -356,19 +357,13 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
     core = client.CoreV1Api(kube_api)
     custom = client.CustomObjectsApi(kube_api)
     ns = k8s_namespace
-    policy = {
-        "apiVersion": "mcp.jupyterhub.org/v1alpha1",
-        "kind": "MCPPolicy",
-        "metadata": {"name": "tokens"},
-        # due for rotation ~6 s after it is minted (the CRD allows ttlSeconds >= 300)
-        "spec": {
-            "selection": {"users": ["*"]},
-            "tokens": {"issue": True, "ttlSeconds": 300, "rotateBeforeSeconds": 294},
-        },
+    # due for rotation ~6 s after it is minted (the CRD allows ttlSeconds >= 300)
+    spec = {
+        "selection": {"users": ["*"]},
+        "tokens": {"issue": True, "ttlSeconds": 300, "rotateBeforeSeconds": 294},
     }
-    custom.create_namespaced_custom_object("mcp.jupyterhub.org", "v1alpha1", ns, "mcppolicies", policy)
-    refused = {**policy, "metadata": {"name": "refused"}}
-    custom.create_namespaced_custom_object("mcp.jupyterhub.org", "v1alpha1", ns, "mcppolicies", refused)
+    create_policy(kube_api, ns, "tokens", spec)
+    create_policy(kube_api, ns, "refused", spec)
     operator = Operator(controlplane, token_hub, ns, tmp_path)
     operator.start()
     seen_tokens: set[str] = set()
@@ -590,15 +585,8 @@ def test_token_of_a_pod_deleted_during_a_hub_outage_is_revoked_when_the_hub_is_b
     from kubernetes import client
 
     core = client.CoreV1Api(kube_api)
-    custom = client.CustomObjectsApi(kube_api)
     ns = k8s_namespace
-    policy = {
-        "apiVersion": "mcp.jupyterhub.org/v1alpha1",
-        "kind": "MCPPolicy",
-        "metadata": {"name": "tokens"},
-        "spec": {"tokens": {"issue": True}},
-    }
-    custom.create_namespaced_custom_object("mcp.jupyterhub.org", "v1alpha1", ns, "mcppolicies", policy)
+    create_policy(kube_api, ns, "tokens", {"tokens": {"issue": True}})
     operator = Operator(controlplane, token_hub, ns, tmp_path)
     operator.start()
     held: dict[str, str] = {}
@@ -671,15 +659,12 @@ def test_full_operator_issues_and_the_webhook_mounts_the_secret(
     read-only into the notebook container, and the operator fills that Secret with a working token."""
     from kubernetes import client
 
-    from tests.operator.operator_harness import OperatorProcess, policy_object, user_pod
+    from tests.operator.operator_harness import OperatorProcess, user_pod
 
     core = client.CoreV1Api(kube_api)
-    custom = client.CustomObjectsApi(kube_api)
     ns = k8s_namespace
     spec = {"selection": {"users": ["alice"]}, "tokens": {"issue": True}}
-    custom.create_namespaced_custom_object(
-        "mcp.jupyterhub.org", "v1alpha1", ns, "mcppolicies", policy_object("issue", spec)
-    )
+    create_policy(kube_api, ns, "issue", spec)
     operator = OperatorProcess(controlplane, ns, tmp_path)
     operator.env.update(
         JUPYTERHUB_API_URL=token_hub.api_url,
