@@ -18,6 +18,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -278,6 +279,39 @@ class Operator:
         return self.log.read_text(errors="replace")
 
 
+@dataclass
+class TokenCluster:
+    """What the operator-level token tests share: the control plane with the MCPPolicy CRD, a fresh
+    namespace, the loopback hub and a work directory for the operator's log."""
+
+    controlplane: Any
+    api: Any
+    namespace: str
+    hub: TokenHub
+    workdir: Path
+
+    @property
+    def core(self) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(self.api)
+
+    def operator(self) -> Operator:
+        return Operator(self.controlplane, self.hub, self.namespace, self.workdir)
+
+
+@pytest.fixture
+def cluster(
+    controlplane: Any,
+    kube_api: Any,
+    k8s_namespace: str,
+    policy_crd: None,
+    token_hub: TokenHub,
+    tmp_path: Path,
+) -> TokenCluster:
+    return TokenCluster(controlplane, kube_api, k8s_namespace, token_hub, tmp_path)
+
+
 def kubespawner_pod(user: str, policy: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -344,27 +378,19 @@ def our_live_tokens(hub: TokenHub, user: str) -> list[str]:
 
 @pytest.mark.hub
 @pytest.mark.controlplane
-def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
-    controlplane: Any,
-    kube_api: Any,
-    k8s_namespace: str,
-    policy_crd: None,
-    token_hub: TokenHub,
-    tmp_path: Path,
-) -> None:
+def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(cluster: TokenCluster) -> None:
     from kubernetes import client
 
-    core = client.CoreV1Api(kube_api)
-    custom = client.CustomObjectsApi(kube_api)
-    ns = k8s_namespace
+    core, ns = cluster.core, cluster.namespace
+    custom = client.CustomObjectsApi(cluster.api)
     # due for rotation ~6 s after it is minted (the CRD allows ttlSeconds >= 300)
     spec = {
         "selection": {"users": ["*"]},
         "tokens": {"issue": True, "ttlSeconds": 300, "rotateBeforeSeconds": 294},
     }
-    create_policy(kube_api, ns, "tokens", spec)
-    create_policy(kube_api, ns, "refused", spec)
-    operator = Operator(controlplane, token_hub, ns, tmp_path)
+    create_policy(cluster.api, ns, "tokens", spec)
+    create_policy(cluster.api, ns, "refused", spec)
+    operator = cluster.operator()
     operator.start()
     seen_tokens: set[str] = set()
     try:
@@ -383,10 +409,10 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         core.create_namespaced_pod(ns, kubespawner_pod("alice", "tokens"))
         first = wait_until("the token Secret for alice", lambda: secret_values(core, ns, "mcp-token-alice"))
         seen_tokens.add(first["token"])
-        me = token_hub.whoami(first["token"])
+        me = cluster.hub.whoami(first["token"])
         assert me.status_code == 200 and me.json()["name"] == "alice"
         assert "access:servers!server=alice/" in me.json()["scopes"]
-        assert first["url"] == f"{token_hub.public_url}/user/alice/mcp"
+        assert first["url"] == f"{cluster.hub.public_url}/user/alice/mcp"
         remote = json.loads(first["mcp.json"])["mcpServers"]["jupyterhub"]
         assert remote["env"]["AUTH_HEADER"] == f"Bearer {first['token']}"
         assert first["url"] in remote["args"]
@@ -409,11 +435,13 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
             ),
         )
         seen_tokens.add(rotated["token"])
-        assert token_hub.whoami(rotated["token"]).status_code == 200
-        wait_until("the old token to be revoked", lambda: token_hub.whoami(first["token"]).status_code == 403)
+        assert cluster.hub.whoami(rotated["token"]).status_code == 200
+        wait_until(
+            "the old token to be revoked", lambda: cluster.hub.whoami(first["token"]).status_code == 403
+        )
 
         # 3. hub outage: bob's server starts while the hub is down -> Event + policy condition
-        token_hub.stop()
+        cluster.hub.stop()
         try:
             core.create_namespaced_pod(ns, kubespawner_pod("bob", "tokens"))
 
@@ -430,14 +458,14 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
             # alice's server is untouched by the outage
             assert core.read_namespaced_pod("jupyter-alice", ns).status.phase == "Running"
         finally:
-            token_hub.start()
+            cluster.hub.start()
 
         # ... and recovery converges: bob gets a working token, the condition clears
         bob = wait_until(
             "bob's token after the hub came back", lambda: secret_values(core, ns, "mcp-token-bob")
         )
         seen_tokens.add(bob["token"])
-        assert token_hub.whoami(bob["token"]).status_code == 200
+        assert cluster.hub.whoami(bob["token"]).status_code == 200
         wait_until(
             "the HubTokens condition to clear",
             lambda: (c := hub_condition(custom, ns, "tokens")) and c["status"] == "True",
@@ -448,7 +476,7 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         operator.stop()
         alice_uid = core.read_namespaced_pod("jupyter-alice", ns).metadata.uid
         stray = httpx.post(
-            f"{token_hub.api_url}/users/alice/tokens",
+            f"{cluster.hub.api_url}/users/alice/tokens",
             headers={"Authorization": f"token {SERVICE_TOKEN}"},
             json={
                 "scopes": ["access:servers!server=alice/"],
@@ -458,17 +486,18 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
             timeout=10,
         ).json()["token"]
         seen_tokens.add(stray)
-        assert token_hub.whoami(stray).status_code == 200
+        assert cluster.hub.whoami(stray).status_code == 200
         operator.start()
         wait_until(
             "the stray token to be revoked after the restart",
-            lambda: token_hub.whoami(stray).status_code == 403,
+            lambda: cluster.hub.whoami(stray).status_code == 403,
         )
         # (a rotation may land between reading and using it: wait for a read-then-use that works)
         wait_until(
             "alice's Secret to hold a working token",
             lambda: (
-                (v := secret_values(core, ns, "mcp-token-alice")) and token_hub.whoami(v["token"]).is_success
+                (v := secret_values(core, ns, "mcp-token-alice"))
+                and cluster.hub.whoami(v["token"]).is_success
             ),
         )
 
@@ -479,10 +508,10 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         core.delete_namespaced_pod("jupyter-alice", ns, grace_period_seconds=0)
         wait_until(
             "alice's token to be revoked after her pod was deleted",
-            lambda: token_hub.whoami(current["token"]).status_code == 403,
+            lambda: cluster.hub.whoami(current["token"]).status_code == 403,
         )
         # and nothing of ours is left live for her
-        wait_until("no live tokens of ours for alice", lambda: not our_live_tokens(token_hub, "alice"))
+        wait_until("no live tokens of ours for alice", lambda: not our_live_tokens(cluster.hub, "alice"))
 
         # 6. a pod deleted while the operator is down: our finalizer holds its Secret in
         # Terminating until the operator is back, which then revokes the token the Secret holds
@@ -502,7 +531,7 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         held = secret_values(core, ns, "mcp-token-alice")
         assert held is not None
         seen_tokens.add(held["token"])
-        assert token_hub.whoami(held["token"]).status_code == 200
+        assert cluster.hub.whoami(held["token"]).status_code == 200
         core.delete_namespaced_pod("jupyter-alice", ns, grace_period_seconds=0)
         wait_until(
             "the garbage collector to mark alice's Secret for deletion",
@@ -510,10 +539,11 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
                 read_or_none(core.read_namespaced_secret, "mcp-token-alice", ns).metadata.deletion_timestamp
             ),
         )
-        assert token_hub.whoami(held["token"]).status_code == 200  # nobody has revoked it yet
+        assert cluster.hub.whoami(held["token"]).status_code == 200  # nobody has revoked it yet
         operator.start()
         wait_until(
-            "the returning operator to revoke it", lambda: token_hub.whoami(held["token"]).status_code == 403
+            "the returning operator to revoke it",
+            lambda: cluster.hub.whoami(held["token"]).status_code == 403,
         )
         wait_until(
             "the Secret to be released",
@@ -533,8 +563,8 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
             {"spec": {"tokens": {"issue": False}}},
         )
         wait_until("bob's Secret to be deleted", lambda: secret_values(core, ns, "mcp-token-bob") is None)
-        wait_until("no live tokens of ours for bob", lambda: not our_live_tokens(token_hub, "bob"))
-        assert token_hub.whoami(current["token"]).status_code == 403
+        wait_until("no live tokens of ours for bob", lambda: not our_live_tokens(cluster.hub, "bob"))
+        assert cluster.hub.whoami(current["token"]).status_code == 403
         assert core.read_namespaced_pod("jupyter-bob", ns).status.phase == "Running"
 
         # 8. ... and issues again: bob's running server gets a token without any pod event (after
@@ -558,7 +588,7 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
             "bob's token once the policy issues again", lambda: secret_values(core, ns, "mcp-token-bob")
         )
         seen_tokens.add(again["token"])
-        assert token_hub.whoami(again["token"]).status_code == 200
+        assert cluster.hub.whoami(again["token"]).status_code == 200
     except BaseException:
         print(f"--- operator log (tail) ---\n{operator.text()[-6000:]}")  # shown by pytest on failure
         raise
@@ -566,28 +596,20 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(
         operator.stop()
         log = operator.text()
         # every token value any user got, in every line the operator (debug level) and the hub wrote
-        leaked = [t for t in seen_tokens if t in log or t in token_hub.log.read_text(errors="replace")]
+        leaked = [t for t in seen_tokens if t in log or t in cluster.hub.log.read_text(errors="replace")]
         assert not leaked, "a token value appeared in a log"
 
 
 @pytest.mark.hub
 @pytest.mark.controlplane
 def test_token_of_a_pod_deleted_during_a_hub_outage_is_revoked_when_the_hub_is_back(
-    controlplane: Any,
-    kube_api: Any,
-    k8s_namespace: str,
-    policy_crd: None,
-    token_hub: TokenHub,
-    tmp_path: Path,
+    cluster: TokenCluster,
 ) -> None:
     """The hub is down when the pod goes: the revocation is retried (the Secret held by our
     finalizer, across an operator restart too) until the hub is back and has revoked the token."""
-    from kubernetes import client
-
-    core = client.CoreV1Api(kube_api)
-    ns = k8s_namespace
-    create_policy(kube_api, ns, "tokens", {"tokens": {"issue": True}})
-    operator = Operator(controlplane, token_hub, ns, tmp_path)
+    core, ns = cluster.core, cluster.namespace
+    create_policy(cluster.api, ns, "tokens", {"tokens": {"issue": True}})
+    operator = cluster.operator()
     operator.start()
     held: dict[str, str] = {}
     pending = f"Secret {ns}/mcp-token-bob: hub token"
@@ -598,10 +620,10 @@ def test_token_of_a_pod_deleted_during_a_hub_outage_is_revoked_when_the_hub_is_b
     try:
         core.create_namespaced_pod(ns, kubespawner_pod("bob", "tokens"))
         held = wait_until("bob's token Secret", lambda: secret_values(core, ns, "mcp-token-bob"))
-        assert token_hub.whoami(held["token"]).status_code == 200
+        assert cluster.hub.whoami(held["token"]).status_code == 200
         assert tokens.FINALIZER in secret().metadata.finalizers
 
-        token_hub.stop()
+        cluster.hub.stop()
         try:
             core.delete_namespaced_pod("jupyter-bob", ns, grace_period_seconds=0)
             wait_until(
@@ -627,14 +649,14 @@ def test_token_of_a_pod_deleted_during_a_hub_outage_is_revoked_when_the_hub_is_b
             )
             assert tokens.FINALIZER in secret().metadata.finalizers
         finally:
-            token_hub.start()
+            cluster.hub.start()
 
         wait_until(
             "bob's token to be revoked once the hub is back",
-            lambda: token_hub.whoami(held["token"]).status_code == 403,
+            lambda: cluster.hub.whoami(held["token"]).status_code == 403,
         )
         wait_until("bob's Secret to be released", lambda: secret() is None)
-        assert not our_live_tokens(token_hub, "bob")
+        assert not our_live_tokens(cluster.hub, "bob")
     except BaseException:
         print(f"--- operator log (tail) ---\n{operator.text()[-6000:]}")
         raise
@@ -646,34 +668,24 @@ def test_token_of_a_pod_deleted_during_a_hub_outage_is_revoked_when_the_hub_is_b
 
 @pytest.mark.hub
 @pytest.mark.controlplane
-def test_full_operator_issues_and_the_webhook_mounts_the_secret(
-    controlplane: Any,
-    kube_api: Any,
-    k8s_namespace: str,
-    policy_crd: None,
-    token_hub: TokenHub,
-    tmp_path: Path,
-) -> None:
+def test_full_operator_issues_and_the_webhook_mounts_the_secret(cluster: TokenCluster) -> None:
     """The shipped process (`jupyterhub-mcp-operator`: webhook + all handlers) with the hub service
     configured as the chart configures it: the user's pod is injected with the token Secret mounted
     read-only into the notebook container, and the operator fills that Secret with a working token."""
-    from kubernetes import client
-
     from tests.operator.operator_harness import OperatorProcess, user_pod
 
-    core = client.CoreV1Api(kube_api)
-    ns = k8s_namespace
+    core, ns = cluster.core, cluster.namespace
     spec = {"selection": {"users": ["alice"]}, "tokens": {"issue": True}}
-    create_policy(kube_api, ns, "issue", spec)
-    operator = OperatorProcess(controlplane, ns, tmp_path)
+    create_policy(cluster.api, ns, "issue", spec)
+    operator = OperatorProcess(cluster.controlplane, ns, cluster.workdir)
     operator.env.update(
-        JUPYTERHUB_API_URL=token_hub.api_url,
+        JUPYTERHUB_API_URL=cluster.hub.api_url,
         JUPYTERHUB_API_TOKEN=SERVICE_TOKEN,
-        JUPYTERHUB_PUBLIC_URL=token_hub.public_url,
+        JUPYTERHUB_PUBLIC_URL=cluster.hub.public_url,
     )
     operator.start()
     try:
-        operator.register_webhook(kube_api, "alice")
+        operator.register_webhook(cluster.api, "alice")
         pod = core.create_namespaced_pod(ns, user_pod("alice"))
         notebook = next(c for c in pod.spec.containers if c.name == "notebook")
         mount = next(m for m in notebook.volume_mounts if m.mount_path == "/home/jovyan/.mcp")
@@ -684,33 +696,23 @@ def test_full_operator_issues_and_the_webhook_mounts_the_secret(
         values = wait_until(
             "the operator to fill alice's Secret", lambda: secret_values(core, ns, "mcp-token-alice")
         )
-        me = token_hub.whoami(values["token"])
+        me = cluster.hub.whoami(values["token"])
         assert me.status_code == 200 and "access:servers!server=alice/" in me.json()["scopes"]
-        assert values["url"] == f"{token_hub.public_url}/user/alice/mcp"
+        assert values["url"] == f"{cluster.hub.public_url}/user/alice/mcp"
         assert values["token"] not in operator.text()
     finally:
         try:
-            operator.unregister_webhook(kube_api)
+            operator.unregister_webhook(cluster.api)
         finally:
             operator.stop()
 
 
 @pytest.mark.hub
 @pytest.mark.controlplane
-def test_without_a_hub_service_token_going_token_secrets_are_released(
-    controlplane: Any,
-    kube_api: Any,
-    k8s_namespace: str,
-    policy_crd: None,
-    token_hub: TokenHub,
-    tmp_path: Path,
-) -> None:
+def test_without_a_hub_service_token_going_token_secrets_are_released(cluster: TokenCluster) -> None:
     """A token Secret left by an earlier run with a hub service token: an operator without one
     cannot revoke its token, and says so (Warning Event) rather than hold the Secret forever."""
-    from kubernetes import client
-
-    core = client.CoreV1Api(kube_api)
-    ns = k8s_namespace
+    core, ns = cluster.core, cluster.namespace
     value = "not-a-real-token-" + uuid.uuid4().hex
     core.create_namespaced_secret(
         ns,
@@ -724,7 +726,7 @@ def test_without_a_hub_service_token_going_token_secrets_are_released(
             "stringData": {"token": value},
         },
     )
-    operator = Operator(controlplane, token_hub, ns, tmp_path)
+    operator = cluster.operator()
     del operator.env["JUPYTERHUB_API_TOKEN"]
     operator.start()
     try:
