@@ -181,6 +181,20 @@ def _pair(tmp: Path, name: str) -> tuple[bytes, bytes, bytes]:
     return ca_pem, cert, key
 
 
+def _mounted_renewal(
+    tmp: Path,
+) -> tuple[bytes, bytes, tuple[bytes, bytes], tuple[Path, Path], ReloadingCertificate]:
+    """An old pair mounted as the operator reads it (tls.crt, tls.key) and loaded, plus a new pair
+    from another CA to renew with: (old CA, new CA, new (cert, key), the files, the certificate)."""
+    old_ca, old_cert, old_key = _pair(tmp, "old")
+    new_ca, new_cert, new_key = _pair(tmp, "new")
+    cert_file, key_file = tmp / "tls.crt", tmp / "tls.key"
+    cert_file.write_bytes(old_cert)
+    key_file.write_bytes(old_key)
+    certificate = ReloadingCertificate(str(cert_file), str(key_file))
+    return old_ca, new_ca, (new_cert, new_key), (cert_file, key_file), certificate
+
+
 def _handshake(server: ssl.SSLContext, ca_pem: bytes) -> bool:
     """A TLS handshake in memory (no socket, no thread) by a client trusting only `ca_pem`."""
     client_ctx = ssl.create_default_context(cadata=ca_pem.decode())
@@ -208,12 +222,7 @@ def _handshake(server: ssl.SSLContext, ca_pem: bytes) -> bool:
 
 
 def test_certificate_reload_validates_the_pair_before_using_it(tmp_path: Path) -> None:
-    old_ca, old_cert, old_key = _pair(tmp_path, "old")
-    new_ca, new_cert, new_key = _pair(tmp_path, "new")
-    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
-    cert_file.write_bytes(old_cert)
-    key_file.write_bytes(old_key)
-    certificate = ReloadingCertificate(str(cert_file), str(key_file))
+    old_ca, new_ca, (new_cert, new_key), (cert_file, key_file), certificate = _mounted_renewal(tmp_path)
     assert _handshake(certificate.context, old_ca) and not _handshake(certificate.context, new_ca)
     assert certificate.reload() is False  # unchanged files: nothing to do
 
@@ -236,12 +245,7 @@ def test_certificate_reload_validates_the_pair_before_using_it(tmp_path: Path) -
 def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path) -> None:
     """Rewrite the mounted files with a certificate from another CA (cert-manager renewing and
     re-issuing): a client trusting only the new CA is eventually served, on the same listener."""
-    old_ca, old_cert, old_key = _pair(tmp_path, "old")
-    new_ca, new_cert, new_key = _pair(tmp_path, "new")
-    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
-    cert_file.write_bytes(old_cert)
-    key_file.write_bytes(old_key)
-    certificate = ReloadingCertificate(str(cert_file), str(key_file))
+    old_ca, new_ca, (new_cert, new_key), (cert_file, key_file), certificate = _mounted_renewal(tmp_path)
     port = free_port()
     thread = ServerThread(
         [Listener(build_health_app(PolicyIndex()), "127.0.0.1", port, certificate.context)],
