@@ -16,7 +16,7 @@ import socket
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -376,15 +376,9 @@ class Kernels:
         Wakes on every new output (to report progress) and at least every ``progress_every``
         seconds, so a quiet long cell still shows it is alive. The result is never delayed.
         """
-        deadline = time.monotonic() + timeout
-        while not execution.done.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            await execution.next_change(min(remaining, progress_every))
-            if on_progress is not None and not execution.done.is_set():
-                await on_progress(execution)
-        return True
+        return await _wait_until(
+            execution.done, execution.next_change, execution, timeout, on_progress, progress_every
+        )
 
     async def wait_started(
         self,
@@ -397,17 +391,14 @@ class Kernels:
         """Wait up to ``timeout`` s for the kernel to start on ``execution`` (or for its end).
 
         False while it still waits in the kernel's queue behind another execution."""
-        deadline = time.monotonic() + timeout
-        while not execution.acknowledged.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(execution.acknowledged.wait(), min(remaining, progress_every))
-            except TimeoutError:
-                if on_progress is not None:
-                    await on_progress(execution)
-        return True
+
+        async def started(within: float) -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(execution.acknowledged.wait(), within)
+
+        return await _wait_until(
+            execution.acknowledged, started, execution, timeout, on_progress, progress_every
+        )
 
     async def watch(self, execution: Execution, within: float = ACK_TIMEOUT) -> None:
         """Return once the kernel started on ``execution`` or it ended; fail it if the kernel is gone.
@@ -463,3 +454,25 @@ class Kernels:
         self._connections.clear()
         for connection in connections:
             await connection.close()
+
+
+async def _wait_until(
+    reached: asyncio.Event,
+    pause: Callable[[float], Awaitable[Any]],
+    execution: Execution,
+    timeout: float,  # noqa: ASYNC109
+    on_progress: Callable[[Execution], Any] | None,
+    progress_every: float,
+) -> bool:
+    """Until ``reached`` is set (True) or ``timeout`` s pass (False): ``pause`` returns on a change
+    or after at most the given seconds, and progress is reported after each pause that did not end
+    the wait."""
+    deadline = time.monotonic() + timeout
+    while not reached.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        await pause(min(remaining, progress_every))
+        if on_progress is not None and not reached.is_set():
+            await on_progress(execution)
+    return True
