@@ -11,14 +11,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from mcp_operator.injection import ANN_INJECTED, LABEL_POD, PORT_NAME, injected_port
+from mcp_operator.constants import ANN_GENERATION, ANN_INJECTED, LABEL_POD, LABEL_POLICY, MANAGED_BY
+from mcp_operator.injection import PORT_NAME, injected_port
 from mcp_operator.names import child_name, label_value
 from mcp_operator.policy import PodIdentity, Policy
 from mcp_operator.tokens import mcp_path
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "jupyterhub-mcp"}
-LABEL_POLICY = "mcp.jupyterhub.org/policy"
-ANN_GENERATION = "mcp.jupyterhub.org/policy-generation"
 DEFAULT_INGRESS_SELECTOR = "app.kubernetes.io/name=ingress-nginx"
 
 # ingress-nginx validates Prefix/Exact paths against this (its strict path validation); anything

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from mcp_operator.backoff import backoff_delay
 from mcp_operator.tokens import HubToken, MintedToken
 
 log = logging.getLogger(__name__)
@@ -89,15 +89,6 @@ class HubClient:
             timeout=timeout,
         )
 
-    @classmethod
-    def from_env(cls, api_url: str | None = None, **kwargs: Any) -> HubClient:
-        """The chart passes JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN (from a Secret)."""
-        return cls(
-            api_url or os.environ.get("JUPYTERHUB_API_URL", ""),
-            os.environ.get("JUPYTERHUB_API_TOKEN", ""),
-            **kwargs,
-        )
-
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -110,8 +101,8 @@ class HubClient:
     async def _request(
         self, method: str, path: str, *, json: Any = None, ok: tuple[int, ...]
     ) -> httpx.Response:
-        delay = self._backoff
         for attempt in range(1, self._attempts + 1):
+            delay = backoff_delay(attempt - 1, self._backoff, cap=self._max_backoff)
             try:
                 response = await self._http.request(method, path, json=json)
             except httpx.TransportError as e:
@@ -136,7 +127,6 @@ class HubClient:
                 delay,
             )
             await self._sleep(delay)
-            delay = min(delay * 2, self._max_backoff)
         raise AssertionError("unreachable")
 
     async def mint(self, user: str, *, scopes: list[str], expires_in: int, note: str) -> MintedToken:

@@ -10,11 +10,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mcp_operator.constants import ANN_INJECTED, LABEL_POD
 from mcp_operator.names import label_value, token_secret_name
 from mcp_operator.policy import NOTEBOOK_PORT, PodIdentity, Policy, select_policy
 
-ANN_INJECTED = "mcp.jupyterhub.org/injected"  # "<policy>/<generation>"
-LABEL_POD = "mcp.jupyterhub.org/pod"  # lets the Service / NetworkPolicy select exactly this pod
 CONTAINER_NAME = "mcp-sidecar"
 PORT_NAME = "mcp"  # never "notebook-port": KubeSpawner finds the Jupyter port by that name
 NOTEBOOK_CONTAINER = "notebook"

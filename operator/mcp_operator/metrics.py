@@ -22,3 +22,14 @@ RECONCILE_ERRORS = Counter(
 CHILDREN_APPLIED = Counter(
     "mcp_operator_children_applied_total", "Children (Service/Ingress/NetworkPolicy) applied.", ["kind"]
 )
+API_REQUESTS = Counter(
+    "mcp_operator_api_requests_total", "Kubernetes API requests made by the operator, by verb.", ["verb"]
+)
+RECONCILE_PASSES = Counter(
+    "mcp_operator_reconcile_passes_total", "Periodic reconcile passes, by outcome (ok, error).", ["outcome"]
+)
+RECONCILE_REPAIRS = Counter(
+    "mcp_operator_reconcile_repairs_total",
+    "What periodic passes found drifted and repaired (child-applied, child-deleted, token-reissued).",
+    ["action"],
+)

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-ANN_USERNAME = "hub.jupyter.org/username"  # raw hub name; the label of the same name is a slug
-ANN_SERVERNAME = "hub.jupyter.org/servername"
-# KubeSpawner does not put hub groups on pods; a hub that wants group selection sets this
+from mcp_operator.constants import ANN_GROUPS, ANN_SERVERNAME, ANN_USERNAME
+
+# KubeSpawner does not put hub groups on pods; a hub that wants group selection sets ANN_GROUPS
 # (comma-separated) through KubeSpawner's extra_annotations, e.g. in a pre_spawn_hook.
-ANN_GROUPS = "mcp.jupyterhub.org/groups"
 
 MODES = ("read-only", "edit", "execute")
 DEFAULT_PORT = 8890
@@ -192,6 +191,16 @@ class Policy:
             )
         if not 0 < self.execution.timeout_seconds <= self.execution.max_timeout_seconds:
             raise PolicyError(f"{where}: need 0 < spec.execution.timeoutSeconds <= maxTimeoutSeconds")
+        if self.tokens.ttl_seconds <= 0:
+            raise PolicyError(
+                f"{where}: spec.tokens.ttlSeconds must be positive, not {self.tokens.ttl_seconds}"
+            )
+        if not 0 <= self.tokens.rotate_before_seconds < self.tokens.ttl_seconds:
+            # a window not shorter than the TTL would re-mint at every check
+            raise PolicyError(
+                f"{where}: spec.tokens.rotateBeforeSeconds ({self.tokens.rotate_before_seconds}) must be "
+                f">= 0 and shorter than spec.tokens.ttlSeconds ({self.tokens.ttl_seconds})"
+            )
         if not self.tokens.mount_path.startswith("/"):
             raise PolicyError(f"{where}: spec.tokens.mountPath must be absolute: {self.tokens.mount_path!r}")
 

@@ -22,6 +22,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from mcp_operator.backoff import backoff_delay
+from mcp_operator.constants import (
+    ANN_EXPIRES_AT,
+    ANN_POLICY,
+    ANN_SERVER,
+    ANN_TOKEN_ID,
+    ANN_USER,
+    FINALIZER,
+)
+
 NOTE_PREFIX = "jupyterhub-mcp sidecar access"
 _NOTE_POD = re.compile(r" pod=([0-9A-Za-z-]+)$")
 
@@ -33,16 +43,8 @@ KEY_URL = "url"
 KEY_MCP_JSON = "mcp.json"
 KEY_MCP_HTTP_JSON = "mcp-http.json"
 
-# Secret annotations: what a restarted operator reads to know which token is live.
-ANN_TOKEN_ID = "mcp.jupyterhub.org/token-id"
-ANN_EXPIRES_AT = "mcp.jupyterhub.org/token-expires-at"
-ANN_POLICY = "mcp.jupyterhub.org/policy"
-ANN_USER = "mcp.jupyterhub.org/user"  # so the Secret alone says whose token to revoke
-ANN_SERVER = "mcp.jupyterhub.org/server"
-
-# On every token Secret: the Secret stays (Terminating) until the operator has revoked the token it
-# holds, or that token has expired, even across a hub outage or an operator restart.
-FINALIZER = "mcp.jupyterhub.org/revoke-token"
+# Secret annotations (what a restarted operator reads to know which token is live) and the
+# finalizer that keeps a Secret until its token is revoked: in constants.py.
 
 
 _SAFE = frozenset(string.ascii_lowercase + string.digits)
@@ -162,17 +164,6 @@ def live_token(secret: Mapping[str, Any] | None, pod_uid: str) -> LiveToken | No
     return LiveToken(token_id, expires_at)
 
 
-def check_timing(ttl_seconds: int, rotate_before_seconds: int) -> None:
-    """A rotate-before window that is not shorter than the TTL would re-mint on every check."""
-    if ttl_seconds <= 0:
-        raise ValueError(f"tokens.ttlSeconds must be positive, not {ttl_seconds}")
-    if not 0 <= rotate_before_seconds < ttl_seconds:
-        raise ValueError(
-            f"tokens.rotateBeforeSeconds ({rotate_before_seconds}) must be >= 0 and shorter than "
-            f"tokens.ttlSeconds ({ttl_seconds})"
-        )
-
-
 def needs_rotation(now: datetime, expires_at: datetime, rotate_before_seconds: int) -> bool:
     return (expires_at - now).total_seconds() <= rotate_before_seconds
 
@@ -181,11 +172,6 @@ def hub_check_due(now: datetime, live: LiveToken | None, rotate_before_seconds: 
     """Whether a periodic check must ask the hub at all. A Secret holding a token that is not yet
     due for rotation needs nothing: 300 servers then cost the hub nothing between rotations."""
     return live is None or needs_rotation(now, live.expires_at, rotate_before_seconds)
-
-
-def retry_delay(retry: int, base: float, cap: float = 300.0) -> float:
-    """Exponential backoff for the n-th retry (0-based) of a handler the hub made fail."""
-    return min(cap, base * 2 ** min(retry, 16))
 
 
 # Longest wait between two attempts at a revocation: a Secret held Terminating by our finalizer
@@ -198,7 +184,7 @@ def revocation_delay(now: datetime, expires_at: datetime | None, retry: int, bas
     (the hub no longer accepts it: nothing left to revoke). Never sleeps past the expiry by much."""
     if expires_at is not None and now >= expires_at:
         return None
-    delay = retry_delay(retry, base, cap=REVOCATION_BACKOFF_CAP)
+    delay = backoff_delay(retry, base, cap=REVOCATION_BACKOFF_CAP)
     if expires_at is not None:
         delay = min(delay, (expires_at - now).total_seconds() + 1.0)
     return delay
@@ -342,9 +328,7 @@ def token_secret(
     }
 
 
-# --- which server a pod is, and the policy condition that reports hub trouble -------------------
-
-CONDITION_TYPE = "HubTokens"
+# --- which server a pod is ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -369,21 +353,3 @@ class UserServer:
             "kind": "Pod",
             "metadata": {"name": self.pod_name, "namespace": self.namespace, "uid": self.pod_uid},
         }
-
-
-def hub_tokens_condition(
-    conditions: Iterable[Mapping[str, Any]], *, status: bool, reason: str, message: str, now: datetime
-) -> dict[str, Any]:
-    """Our condition for the policy's status, given its current conditions: lastTransitionTime
-    moves only when the status does. (Applied on its own: the list is a map keyed by type.)"""
-    new = {
-        "type": CONDITION_TYPE,
-        "status": "True" if status else "False",
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": format_time(now.replace(microsecond=0)),
-    }
-    old = next((c for c in conditions if c.get("type") == CONDITION_TYPE), None)
-    if old and old.get("status") == new["status"] and old.get("lastTransitionTime"):
-        new["lastTransitionTime"] = old["lastTransitionTime"]
-    return new

@@ -66,7 +66,7 @@ def admit(review: dict[str, Any], index: PolicyIndex, options: InjectionOptions)
         INJECTIONS.labels(outcome="error").inc()
         return review_response(uid, None)
     INJECTIONS.labels(outcome=decision.reason).inc()
-    if decision.patch:
+    if decision.patch and decision.policy is not None:
         log.info(
             "webhook: %s/%s gets the sidecar of %s", namespace, request.get("name"), decision.policy.marker
         )

@@ -25,9 +25,9 @@ from typing import Any
 
 import httpx
 import pytest
-from mcp_operator import tokens
+from mcp_operator import constants, tokens
 from mcp_operator.hubclient import HubClient, HubRefused, HubUnavailable
-from mcp_operator.injection import ANN_INJECTED
+from mcp_operator.constants import ANN_INJECTED
 
 from tests.fixtures.tools import NODE_BIN, REPO, VENV_BIN, eventually, free_port
 from tests.operator.operator_harness import create_policy
@@ -228,18 +228,18 @@ def policy_crd(controlplane: Any) -> None:
 
 
 class Operator:
-    """`kopf run` with only the token handlers, as a subprocess whose whole log we keep."""
+    """The real operator without its admission webhook (`--no-webhook`: the tests create injected-
+    looking pods themselves), as a subprocess whose whole log we keep."""
 
     def __init__(self, controlplane: Any, hub: TokenHub, namespace: str, workdir: Path) -> None:
         self.argv = [
-            str(VENV_BIN / "kopf"),
-            "run",
-            "--standalone",
+            str(VENV_BIN / "jupyterhub-mcp-operator"),
+            "--no-webhook",
+            f"--health-port={free_port()}",
+            "--health-host=127.0.0.1",
+            "--native-sidecar=true",
             "--verbose",
-            "--namespace",
-            namespace,
-            "-m",
-            "mcp_operator.token_handlers",
+            f"--namespace={namespace}",
         ]
         self.env = {
             **os.environ,
@@ -361,7 +361,7 @@ def hub_condition(custom: Any, namespace: str, policy: str) -> dict[str, Any] | 
         "mcp.jupyterhub.org", "v1alpha1", namespace, "mcppolicies", policy
     )
     conds = (got.get("status") or {}).get("conditions") or []
-    return next((c for c in conds if c["type"] == tokens.CONDITION_TYPE), None)
+    return next((c for c in conds if c["type"] == constants.CONDITION_HUB_TOKENS), None)
 
 
 def warnings_on(core: Any, namespace: str, pod: str, reason: str) -> list[Any]:
@@ -419,7 +419,7 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(cluster: Tok
         secret = core.read_namespaced_secret("mcp-token-alice", ns)
         pod = core.read_namespaced_pod("jupyter-alice", ns)
         assert [(r.kind, r.uid) for r in secret.metadata.owner_references] == [("Pod", pod.metadata.uid)]
-        assert secret.metadata.annotations[tokens.ANN_TOKEN_ID] == first["token_id"]
+        assert secret.metadata.annotations[constants.ANN_TOKEN_ID] == first["token_id"]
         assert not pod.metadata.finalizers  # user pods never get a finalizer from us
         assert not [
             k for k in pod.metadata.annotations if k.startswith("kopf.zalando.org/")
@@ -524,7 +524,7 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(cluster: Tok
             "the finalizer on alice's new Secret",
             lambda: (
                 (got := read_or_none(core.read_namespaced_secret, "mcp-token-alice", ns))
-                and tokens.FINALIZER in (got.metadata.finalizers or ())
+                and constants.FINALIZER in (got.metadata.finalizers or ())
             ),
         )
         operator.stop()
@@ -621,7 +621,7 @@ def test_token_of_a_pod_deleted_during_a_hub_outage_is_revoked_when_the_hub_is_b
         core.create_namespaced_pod(ns, kubespawner_pod("bob", "tokens"))
         held = wait_until("bob's token Secret", lambda: secret_values(core, ns, "mcp-token-bob"))
         assert cluster.hub.whoami(held["token"]).status_code == 200
-        assert tokens.FINALIZER in secret().metadata.finalizers
+        assert constants.FINALIZER in secret().metadata.finalizers
 
         cluster.hub.stop()
         try:
@@ -633,7 +633,7 @@ def test_token_of_a_pod_deleted_during_a_hub_outage_is_revoked_when_the_hub_is_b
                 ),
             )
             going = secret()
-            assert going.metadata.deletion_timestamp and tokens.FINALIZER in going.metadata.finalizers
+            assert going.metadata.deletion_timestamp and constants.FINALIZER in going.metadata.finalizers
 
             # the operator restarts during the outage: the finalizer still holds the Secret, and
             # the new process takes the revocation up again
@@ -647,7 +647,7 @@ def test_token_of_a_pod_deleted_during_a_hub_outage_is_revoked_when_the_hub_is_b
                     for line in operator.text()[before:].splitlines()
                 ),
             )
-            assert tokens.FINALIZER in secret().metadata.finalizers
+            assert constants.FINALIZER in secret().metadata.finalizers
         finally:
             cluster.hub.start()
 
@@ -720,8 +720,8 @@ def test_without_a_hub_service_token_going_token_secrets_are_released(cluster: T
             "metadata": {
                 "name": "mcp-token-carol",
                 "labels": {"app.kubernetes.io/managed-by": "jupyterhub-mcp"},
-                "annotations": {tokens.ANN_TOKEN_ID: "a42", tokens.ANN_USER: "carol"},
-                "finalizers": [tokens.FINALIZER],
+                "annotations": {constants.ANN_TOKEN_ID: "a42", constants.ANN_USER: "carol"},
+                "finalizers": [constants.FINALIZER],
             },
             "stringData": {"token": value},
         },

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 import yaml
-from mcp_operator.policy import ANN_GROUPS, Policy, PolicyError, labels_match, matches, select_policy
+from mcp_operator.constants import ANN_GROUPS
+from mcp_operator.policy import Policy, PolicyError, labels_match, matches, select_policy
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "mcppolicy.yaml"
 
@@ -108,7 +109,7 @@ def test_highest_priority_wins_ties_by_name_in_any_order() -> None:
 
 
 def test_status_counts() -> None:
-    from mcp_operator.main import policy_counts
+    from mcp_operator.status import policy_counts
 
     def user_pod(user: str, uid: str, injected: str | None = None, deleting: bool = False) -> dict[str, Any]:
         p = pod(user)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import kopf
-import pytest
 from kubernetes.client.exceptions import ApiException
-from mcp_operator import token_handlers as th
-from mcp_operator import tokens
+from mcp_operator.constants import CONDITION_HUB_TOKENS
+from mcp_operator.token_workers import NOT_CONFIGURED, TokenWorkers
 
 
 class FlakyStatusKube:
@@ -38,12 +35,16 @@ class FlakyStatusKube:
 
 
 class FakeReconciler:
-    def __init__(self, kube: FlakyStatusKube) -> None:
-        self.kube = kube
+    """Stands for a configured operator (one with a hub service token); its hub is never asked here."""
+
+
+class SilentEvents:
+    def info(self, *args: Any, **kwargs: Any) -> None: ...
+    def warn(self, *args: Any, **kwargs: Any) -> None: ...
 
 
 def policy(issue: bool, reason: str | None) -> dict[str, Any]:
-    conditions = [{"type": tokens.CONDITION_TYPE, "status": "False", "reason": reason}] if reason else []
+    conditions = [{"type": CONDITION_HUB_TOKENS, "status": "False", "reason": reason}] if reason else []
     return {
         "apiVersion": "mcp.jupyterhub.org/v1alpha1",
         "kind": "MCPPolicy",
@@ -53,35 +54,31 @@ def policy(issue: bool, reason: str | None) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(autouse=True)
-def clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(kopf, "warn", lambda *a, **k: None)
-    th._policy_generations.clear()
-    yield
-    th._policy_generations.clear()
+def workers(kube: FlakyStatusKube, *, configured: bool) -> TokenWorkers:
+    reconciler = FakeReconciler() if configured else None
+    return TokenWorkers(kube, reconciler, events=SilentEvents())  # type: ignore[arg-type]
 
 
-async def test_a_failed_clear_of_not_configured_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failed_clear_of_not_configured_is_retried() -> None:
     kube = FlakyStatusKube(failures=1)
-    monkeypatch.setattr(th, "_reconciler", FakeReconciler(kube))
-    body = policy(issue=False, reason=th.NOT_CONFIGURED)
+    tokens = workers(kube, configured=True)
+    body = policy(issue=False, reason=NOT_CONFIGURED)
     try:
-        await th.policy_tokens(type="MODIFIED", body=body)
+        await tokens.policy_event("MODIFIED", body)
     except ApiException:
         pass  # the failure may surface; what matters is that it is tried again
-    await th.policy_tokens(type="MODIFIED", body=body)
+    await tokens.policy_event("MODIFIED", body)
     assert kube.clears == 2
-    await th.policy_tokens(type="MODIFIED", body=body)  # done: the same generation is not redone
+    await tokens.policy_event("MODIFIED", body)  # done: the same generation is not redone
     assert kube.clears == 2
 
 
-async def test_a_failed_not_configured_condition_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failed_not_configured_condition_is_retried() -> None:
     kube = FlakyStatusKube(failures=1)
-    monkeypatch.setattr(th, "_reconciler", None)
-    monkeypatch.setattr(th, "_unconfigured", kube)
+    tokens = workers(kube, configured=False)
     body = policy(issue=True, reason=None)
-    await th.policy_tokens(type="MODIFIED", body=body)
-    await th.policy_tokens(type="MODIFIED", body=body)
+    await tokens.policy_event("MODIFIED", body)
+    await tokens.policy_event("MODIFIED", body)
     assert kube.sets == 2
-    await th.policy_tokens(type="MODIFIED", body=body)
+    await tokens.policy_event("MODIFIED", body)
     assert kube.sets == 2

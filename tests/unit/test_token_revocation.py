@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from mcp_operator import token_handlers as th
 from mcp_operator import tokens
 from mcp_operator.hubclient import HubRefused, HubUnavailable
+from mcp_operator.token_workers import TokenWorkers
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 
@@ -21,8 +21,9 @@ async def refuse_to_sleep(delay: float) -> None:
 
 
 @pytest.fixture
-def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(th.asyncio, "sleep", refuse_to_sleep)
+def workers() -> TokenWorkers:
+    """Workers whose every retry would sleep: refused, so a test sees that the loop wanted one."""
+    return TokenWorkers(None, None, sleep=refuse_to_sleep)  # type: ignore[arg-type]
 
 
 def attempt_raising(error: Exception) -> tuple[list[int], Any]:
@@ -36,24 +37,24 @@ def attempt_raising(error: Exception) -> tuple[list[int], Any]:
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 422])
-async def test_a_final_hub_refusal_ends_the_revocation(no_sleep: None, status: int) -> None:
+async def test_a_final_hub_refusal_ends_the_revocation(workers: TokenWorkers, status: int) -> None:
     calls, attempt = attempt_raising(HubRefused(status, "no"))
-    assert await th._until_revoked("t", attempt, None) == "refused"
+    assert await workers.until_revoked("t", attempt, None) == "refused"
     assert calls == [1]
 
 
-async def test_a_404_means_already_revoked(no_sleep: None) -> None:
+async def test_a_404_means_already_revoked(workers: TokenWorkers) -> None:
     _, attempt = attempt_raising(HubRefused(404, "no such token"))
-    assert await th._until_revoked("t", attempt, None) == "revoked"
+    assert await workers.until_revoked("t", attempt, None) == "revoked"
 
 
 @pytest.mark.parametrize(
     "error", [HubRefused(429, "slow down"), HubRefused(500, "oops"), HubUnavailable("down")]
 )
-async def test_transient_hub_trouble_is_retried(no_sleep: None, error: Exception) -> None:
+async def test_transient_hub_trouble_is_retried(workers: TokenWorkers, error: Exception) -> None:
     calls, attempt = attempt_raising(error)
     with pytest.raises(NoSleep):
-        await th._until_revoked("t", attempt, None)
+        await workers.until_revoked("t", attempt, None)
     assert calls == [1]
 
 
@@ -70,15 +71,14 @@ class FlakyKube:
             raise MaxRetryError(None, "/api/v1", NewConnectionError(None, "connection refused"))  # type: ignore[arg-type]
 
 
-async def test_release_survives_kubernetes_connection_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_release_survives_kubernetes_connection_errors() -> None:
     slept: list[float] = []
 
     async def sleep(delay: float) -> None:
         slept.append(delay)
 
-    monkeypatch.setattr(th.asyncio, "sleep", sleep)
     kube = FlakyKube(failures=3)
-    await th._release(kube, "ns", "mcp-token-alice", "uid-1")  # type: ignore[arg-type]
-    assert kube.calls == 4 and "uid-1" in th._released
-    assert max(slept) <= tokens.REVOCATION_BACKOFF_CAP
-    th._released.discard("uid-1")
+    workers = TokenWorkers(kube, None, sleep=sleep)  # type: ignore[arg-type]
+    await workers.release("ns", "mcp-token-alice", "uid-1")
+    assert kube.calls == 4 and workers.released("uid-1")
+    assert len(slept) == 3 and max(slept) <= tokens.REVOCATION_BACKOFF_CAP

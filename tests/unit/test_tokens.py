@@ -7,14 +7,14 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
 from mcp_operator import tokens as t
-from mcp_operator.injection import ANN_INJECTED
+from mcp_operator.backoff import backoff_delay
+from mcp_operator.constants import ANN_INJECTED
 from mcp_operator.names import label_value
-from mcp_operator.policy import Policy
-from mcp_operator.token_handlers import TokenReconciler, user_server
+from mcp_operator.policy import Policy, PolicyError
+from mcp_operator.token_workers import TokenReconciler, user_server
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 SCOPE = t.server_scope("alice", "")
@@ -75,13 +75,20 @@ def test_hub_model_parsing() -> None:
         t.HubToken.from_model({"scopes": []})
 
 
+def token_policy(ttl: int, rotate_before: int) -> Policy:
+    spec = {"tokens": {"issue": True, "ttlSeconds": ttl, "rotateBeforeSeconds": rotate_before}}
+    return Policy.from_object({"metadata": {"name": "p"}, "spec": spec})
+
+
 def test_timing_validation() -> None:
-    t.check_timing(3600, 600)
-    t.check_timing(3600, 0)
-    with pytest.raises(ValueError, match="shorter than"):
-        t.check_timing(600, 600)
-    with pytest.raises(ValueError, match="positive"):
-        t.check_timing(0, 0)
+    """Part of the policy's validation: a rotate-before window not shorter than the TTL would re-mint
+    at every check."""
+    token_policy(3600, 600)
+    token_policy(3600, 0)
+    with pytest.raises(PolicyError, match="shorter than"):
+        token_policy(600, 600)
+    with pytest.raises(PolicyError, match="positive"):
+        token_policy(0, 0)
 
 
 def test_rotation_boundary() -> None:
@@ -226,25 +233,6 @@ def test_user_server_from_pod() -> None:
     assert user_server(not_injected) is None
 
 
-def test_condition_keeps_transition_time_while_status_holds() -> None:
-    ready = {"type": "Ready", "status": "True", "lastTransitionTime": "2025-01-01T00:00:00Z"}
-    first = t.hub_tokens_condition([ready], status=False, reason="HubUnavailable", message="down", now=NOW)
-    assert first == {
-        "type": "HubTokens",
-        "status": "False",
-        "reason": "HubUnavailable",
-        "message": "down",
-        "lastTransitionTime": "2026-01-01T12:00:00Z",
-    }
-    later = NOW + timedelta(minutes=5)
-    same = t.hub_tokens_condition(
-        [ready, first], status=False, reason="HubUnavailable", message="x", now=later
-    )
-    assert same["lastTransitionTime"] == first["lastTransitionTime"] and same["message"] == "x"
-    back = t.hub_tokens_condition([ready, same], status=True, reason="Issued", message="ok", now=later)
-    assert back["status"] == "True" and back["lastTransitionTime"] == t.format_time(later)
-
-
 def test_periodic_check_asks_the_hub_only_when_due() -> None:
     fresh = t.LiveToken("a1", NOW + timedelta(seconds=3600))
     assert not t.hub_check_due(NOW, fresh, 600)
@@ -252,10 +240,10 @@ def test_periodic_check_asks_the_hub_only_when_due() -> None:
     assert t.hub_check_due(NOW, None, 600)
 
 
-def test_retry_delay_grows_and_is_capped() -> None:
-    assert [t.retry_delay(n, 10) for n in range(4)] == [10, 20, 40, 80]
-    assert t.retry_delay(10, 10) == 300
-    assert t.retry_delay(10_000, 10, cap=60) == 60
+def test_backoff_grows_and_is_capped() -> None:
+    assert [backoff_delay(n, 10) for n in range(4)] == [10, 20, 40, 80]
+    assert backoff_delay(10, 10) == 300
+    assert backoff_delay(10_000, 10, cap=60) == 60
 
 
 def test_revocation_is_retried_until_the_token_expires() -> None:
@@ -313,16 +301,20 @@ class FakeKube:
         return None
 
 
-async def test_a_pod_name_longer_than_a_label_value_gets_its_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+class SilentEvents:
+    def info(self, *args: Any, **kwargs: Any) -> None: ...
+    def warn(self, *args: Any, **kwargs: Any) -> None: ...
+
+
+async def test_a_pod_name_longer_than_a_label_value_gets_its_secret() -> None:
     """Pod names may be longer than 63 characters (KubeSpawner's name template is configurable):
     the Secret's pod label is hash-fitted, so the first write succeeds and no token is minted only
     to be revoked again."""
-    monkeypatch.setattr(kopf, "info", lambda *a, **k: None)
     pod_name = "jupyter-" + "a" * 62
     assert len(pod_name) == 70
     server = t.UserServer("hub", pod_name, POD_UID, "alice", "", "default")
     hub, kube = FakeHub(), FakeKube()
-    reconciler = TokenReconciler(hub, kube, hub_public_url=None, clock=lambda: NOW)  # type: ignore[arg-type]
+    reconciler = TokenReconciler(hub, kube, hub_public_url=None, clock=lambda: NOW, events=SilentEvents())  # type: ignore[arg-type]
     policy = Policy.from_object({"metadata": {"name": "default"}, "spec": {"tokens": {"issue": True}}})
     plan = await reconciler.ensure(server, policy)
     assert plan is not None and plan.mint

@@ -1,0 +1,172 @@
+"""The operator's configuration: one frozen `OperatorConfig`, built once at start-up from argv and
+the environment (flags win; each flag's variable is named in its help). Nothing else in the
+operator reads the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mcp_operator.children import DEFAULT_INGRESS_SELECTOR, SelectorError, parse_ingress_selector
+from mcp_operator.injection import DEFAULT_SIDECAR_IMAGE
+
+SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+NativeSidecar = Literal["auto", "true", "false"]
+
+
+class ConfigError(ValueError):
+    """An option the operator cannot start with; the message names the flag and what to do."""
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    namespaces: tuple[str, ...]
+    webhook_host: str = "0.0.0.0"
+    webhook_port: int = 8443
+    webhook: bool = True
+    tls_cert: str = "/tls/tls.crt"
+    tls_key: str = "/tls/tls.key"
+    tls_reload_interval: float = 30.0
+    health_host: str = "0.0.0.0"
+    health_port: int = 8080
+    native_sidecar: NativeSidecar = "auto"
+    sidecar_image: str = DEFAULT_SIDECAR_IMAGE
+    ingress_selector: Mapping[str, Any] = field(
+        default_factory=lambda: parse_ingress_selector(DEFAULT_INGRESS_SELECTOR)
+    )
+    hub_api_url: str | None = None
+    hub_api_token: str | None = field(default=None, repr=False)  # a secret: never in a repr or log
+    hub_public_url: str | None = None
+    token_check_interval: float = 60.0
+    token_retry_delay: float = 10.0
+    reconcile_interval: float = 60.0
+    standalone: bool = True
+    verbose: bool = False
+
+    @classmethod
+    def from_args(
+        cls, argv: Sequence[str] | None, env: Mapping[str, str], *, sa_namespace: Path = SA_NAMESPACE
+    ) -> OperatorConfig:
+        args = _parser(env).parse_args(argv)
+        raw = args.namespace or [env.get("MCP_OPERATOR_NAMESPACE") or ""]
+        namespaces = [n.strip() for item in raw for n in item.split(",") if n.strip()]
+        if not namespaces and sa_namespace.exists():
+            namespaces = [sa_namespace.read_text().strip()]
+        if not namespaces:
+            raise ConfigError("no namespace to watch: pass --namespace or set MCP_OPERATOR_NAMESPACE")
+        for flag, value in (
+            ("--tls-reload-interval", args.tls_reload_interval),
+            ("--token-check-interval", args.token_check_interval),
+            ("--token-retry-delay", args.token_retry_delay),
+            ("--reconcile-interval", args.reconcile_interval),
+        ):
+            if not value > 0:  # also refuses NaN
+                raise ConfigError(f"{flag} must be a positive number of seconds, got {value}")
+        try:
+            selector = parse_ingress_selector(args.ingress_controller_selector)
+        except SelectorError as e:
+            raise ConfigError(f"--ingress-controller-selector: {e}") from e
+        return cls(
+            namespaces=tuple(namespaces),
+            webhook_host=args.webhook_host,
+            webhook_port=args.webhook_port,
+            webhook=args.webhook,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_reload_interval=args.tls_reload_interval,
+            health_host=args.health_host,
+            health_port=args.health_port,
+            native_sidecar=args.native_sidecar,
+            sidecar_image=args.sidecar_image,
+            ingress_selector=selector,
+            hub_api_url=args.hub_api_url or None,
+            hub_api_token=env.get("JUPYTERHUB_API_TOKEN") or None,
+            hub_public_url=args.hub_public_url or None,
+            token_check_interval=args.token_check_interval,
+            token_retry_delay=args.token_retry_delay,
+            reconcile_interval=args.reconcile_interval,
+            standalone=args.standalone,
+            verbose=args.verbose,
+        )
+
+
+def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    def default(name: str, fallback: str | None = None) -> str | None:
+        return env.get(name) or fallback
+
+    p = argparse.ArgumentParser(
+        prog="jupyterhub-mcp-operator",
+        description="kopf (standalone, namespaced) + the admission webhook + health/metrics.",
+    )
+    p.add_argument(
+        "--namespace",
+        action="append",
+        help="namespace to watch (repeatable, or comma-separated) [MCP_OPERATOR_NAMESPACE]; "
+        "default: the pod's own namespace",
+    )
+    p.add_argument("--webhook-host", default="0.0.0.0")
+    p.add_argument("--webhook-port", type=int, default=int(default("MCP_WEBHOOK_PORT", "8443") or 8443))
+    p.add_argument(
+        "--webhook",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve the admission webhook (--no-webhook: only the controllers, e.g. for their tests)",
+    )
+    p.add_argument("--tls-cert", default=default("MCP_WEBHOOK_TLS_CERT", "/tls/tls.crt"))
+    p.add_argument("--tls-key", default=default("MCP_WEBHOOK_TLS_KEY", "/tls/tls.key"))
+    p.add_argument(
+        "--tls-reload-interval",
+        type=float,
+        default=float(default("MCP_WEBHOOK_TLS_RELOAD_INTERVAL", "30") or 30),
+        help="seconds between checks of the certificate files; a renewed certificate is served "
+        "without a restart [MCP_WEBHOOK_TLS_RELOAD_INTERVAL]",
+    )
+    p.add_argument("--health-host", default="0.0.0.0")
+    p.add_argument("--health-port", type=int, default=int(default("MCP_HEALTH_PORT", "8080") or 8080))
+    p.add_argument(
+        "--native-sidecar", choices=("auto", "true", "false"), default=default("MCP_NATIVE_SIDECAR", "auto")
+    )
+    p.add_argument(
+        "--sidecar-image",
+        default=default("MCP_SIDECAR_IMAGE", DEFAULT_SIDECAR_IMAGE),
+        help="sidecar image for policies without spec.sidecar.image [MCP_SIDECAR_IMAGE]",
+    )
+    p.add_argument(
+        "--ingress-controller-selector", default=default("MCP_INGRESS_SELECTOR", DEFAULT_INGRESS_SELECTOR)
+    )
+    p.add_argument(
+        "--hub-api-url",
+        default=default("JUPYTERHUB_API_URL"),
+        help="the hub's API, for minting tokens [JUPYTERHUB_API_URL]; the service token is "
+        "JUPYTERHUB_API_TOKEN (environment only: never a flag, never logged)",
+    )
+    p.add_argument(
+        "--hub-public-url",
+        default=default("JUPYTERHUB_PUBLIC_URL"),
+        help="the hub's public URL, for the endpoint URL in token Secrets [JUPYTERHUB_PUBLIC_URL]",
+    )
+    p.add_argument(
+        "--token-check-interval",
+        type=float,
+        default=float(default("MCP_TOKEN_CHECK_INTERVAL", "60") or 60),
+        help="seconds between rotation checks of each token Secret [MCP_TOKEN_CHECK_INTERVAL]",
+    )
+    p.add_argument(
+        "--token-retry-delay",
+        type=float,
+        default=float(default("MCP_TOKEN_RETRY_DELAY", "10") or 10),
+        help="first backoff delay when the hub fails; it doubles per retry [MCP_TOKEN_RETRY_DELAY]",
+    )
+    p.add_argument(
+        "--reconcile-interval",
+        type=float,
+        default=float(default("MCP_RECONCILE_INTERVAL", "60") or 60),
+        help="seconds between level-triggered passes over every injected pod [MCP_RECONCILE_INTERVAL]",
+    )
+    p.add_argument("--standalone", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--verbose", action="store_true")
+    return p

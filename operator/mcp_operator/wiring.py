@@ -1,0 +1,205 @@
+"""Wiring injected pods: apply the children `children.build_children` makes (Service / Ingress /
+NetworkPolicy), keep each policy's status true, re-render when a policy changes.
+
+Driven by the raw pod and policy events (`handlers/`) and by the periodic pass (`reconcile.py`).
+Never writes to user pods: their children carry ownerReferences, so the garbage collector removes
+them with the pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from mcp_operator.backoff import backoff_delay
+from mcp_operator.children import build_children, injected_policy
+from mcp_operator.constants import FIELD_MANAGER_STATUS
+from mcp_operator.events import Events, KopfEvents, pod_reference
+from mcp_operator.index import PolicyIndex
+from mcp_operator.kube import CHILD_KINDS, Kube
+from mcp_operator.metrics import CHILDREN_APPLIED, RECONCILE_ERRORS
+from mcp_operator.names import child_name
+from mcp_operator.policy import PodIdentity, Policy
+from mcp_operator.status import policy_counts, ready_status
+
+log = logging.getLogger(__name__)
+
+STATUS_DEBOUNCE = 2.0  # seconds: 300 pods wired at once -> one status write per policy, not 300
+RETRIES = 5
+FIRST_RETRY_DELAY = 0.5
+
+
+class ChildWiring:
+    def __init__(
+        self,
+        kube: Kube,
+        index: PolicyIndex,
+        ingress_selector: Mapping[str, Any],
+        *,
+        events: Events | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        status_debounce: float = STATUS_DEBOUNCE,
+    ) -> None:
+        self.kube = kube
+        self.index = index
+        self.ingress_selector = ingress_selector
+        self.events: Events = events or KopfEvents()
+        self.sleep = sleep
+        self.clock = clock
+        self.status_debounce = status_debounce
+        # pod uid -> (policy name, generation) whose children are in place; avoids re-applying on
+        # every status change of a pod. Empty after a restart, so everything is checked once.
+        self.wired: dict[str, tuple[str, int]] = {}
+        self._status_pending: set[tuple[str, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    # --- pods --------------------------------------------------------------------------------------
+
+    async def wire_pod(
+        self, pod: Mapping[str, Any], *, policy: Policy | None = None, again: bool = False
+    ) -> bool:
+        """Apply the children of one injected pod under its policy's current generation. True when
+        the children are in place. `again`: apply even if this process wired it already (the
+        periodic pass found them drifted or missing)."""
+        meta = pod["metadata"]
+        marker = injected_policy(pod)
+        if marker is None or meta.get("deletionTimestamp") or PodIdentity.of(pod) is None:
+            return False  # not ours to wire: no webhook marker, going away, or no hub user to route
+        policy = policy or self.index.get(meta["namespace"], marker[0])
+        if policy is None:
+            return False  # a deleted (or broken) policy: the periodic pass removes the children
+        key = (policy.name, policy.generation)
+        if not again and self.wired.get(meta["uid"]) == key:
+            return True
+        first = meta["uid"] not in self.wired
+        children = build_children(pod, policy, self.ingress_selector)
+        wanted = {c["kind"] for c in children}
+        for attempt in range(RETRIES):
+            try:
+                # Independent objects: applied together, so a pod is wired after one round trip.
+                await asyncio.gather(
+                    *(self.kube.apply_child(child) for child in children),
+                    *(
+                        self.kube.delete_child(kind, meta["namespace"], child_name(pod))
+                        for kind in CHILD_KINDS
+                        if kind not in wanted
+                    ),
+                )
+                break
+            except ApiException as e:
+                RECONCILE_ERRORS.labels(kind="children").inc()
+                if e.status == 404 or attempt == RETRIES - 1:  # 404: the namespace or pod is going away
+                    self.events.warn(
+                        pod_reference(pod),
+                        reason="MCPWiringFailed",
+                        message="could not apply the MCP Service/Ingress/NetworkPolicy: "
+                        f"{e.status} {e.reason}",
+                    )
+                    return False
+                await self.sleep(backoff_delay(attempt, FIRST_RETRY_DELAY))
+        for child in children:
+            CHILDREN_APPLIED.labels(kind=child["kind"]).inc()
+        self.wired[meta["uid"]] = key
+        if first:
+            kinds = "/".join(c["kind"] for c in children)
+            self.events.info(
+                pod_reference(pod),
+                reason="MCPWired",
+                message=f"{kinds} {child_name(pod)} for {policy.marker}",
+            )
+        self.request_status(meta["namespace"], policy.name)
+        return True
+
+    def pod_gone(self, pod: Mapping[str, Any]) -> None:
+        meta = pod["metadata"]
+        marker = injected_policy(pod)
+        if self.wired.pop(meta["uid"], None) is not None and marker:
+            self.request_status(meta["namespace"], marker[0])
+
+    async def pod_event(self, type: str | None, pod: Mapping[str, Any]) -> None:
+        if type == "DELETED" or pod["metadata"].get("deletionTimestamp"):
+            self.pod_gone(pod)
+        else:
+            await self.wire_pod(pod)
+
+    # --- policies ----------------------------------------------------------------------------------
+
+    async def policy_event(self, type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        if type == "DELETED":
+            self.index.remove(namespace, name)
+            return
+        before = self.index.get(namespace, name)
+        try:
+            policy = self.index.upsert(body)
+        except ValueError as e:  # PolicyError, or a field of the wrong type
+            self.events.warn(body, reason="InvalidPolicy", message=str(e))
+            await self.write_status(namespace, name, invalid=str(e))
+            return
+        if before is not None and before.generation == policy.generation:
+            # Nothing new to render. But the index is preloaded at start-up, so a policy created or
+            # edited while the operator was down arrives here already known: its status is still due.
+            if (body.get("status") or {}).get("observedGeneration") != policy.generation:
+                self.request_status(namespace, name)
+            return
+        pods = await self.kube.list_user_pods(namespace)
+        owned = [p for p in pods if (injected_policy(p) or ("",))[0] == name]
+        stale = [p for p in owned if self.wired.get(p["metadata"]["uid"]) != (name, policy.generation)]
+        results = await asyncio.gather(*(self.wire_pod(p, policy=policy) for p in stale))
+        if before is not None and stale:
+            self.events.info(
+                body,
+                reason="ChildrenUpdated",
+                message=f"generation {policy.generation}: children of {sum(results)}/{len(stale)} pods "
+                "updated",
+            )
+        self.request_status(namespace, name)
+
+    # --- status ------------------------------------------------------------------------------------
+
+    def request_status(self, namespace: str, name: str) -> None:
+        """Refresh the policy's status soon; many requests within the debounce make one write."""
+        key = (namespace, name)
+        if key in self._status_pending:
+            return
+        self._status_pending.add(key)
+
+        async def later() -> None:
+            await self.sleep(self.status_debounce)
+            self._status_pending.discard(key)
+            try:
+                await self.write_status(namespace, name)
+            except ApiException as e:
+                RECONCILE_ERRORS.labels(kind="status").inc()
+                if e.status != 404:
+                    log.warning(
+                        "could not write the status of MCPPolicy %s/%s: %s", namespace, name, e.reason
+                    )
+
+        task = asyncio.get_running_loop().create_task(later())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def write_status(self, namespace: str, name: str, *, invalid: str | None = None) -> None:
+        """Server-side apply of our part of the status: the counts and the Ready condition."""
+        obj = await self.kube.read_policy(namespace, name)
+        if obj is None:
+            return
+        policy = self.index.get(namespace, name)
+        counts = None
+        if invalid is None and policy is not None:
+            pods = await self.kube.list_user_pods(namespace)
+            counts = policy_counts(policy, pods, self.index.policies(namespace), self.wired)
+        status = ready_status(obj, counts, invalid=invalid, now=self.clock())
+        await self.kube.apply_policy_status(namespace, name, status, field_manager=FIELD_MANAGER_STATUS)
