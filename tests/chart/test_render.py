@@ -77,7 +77,7 @@ def test_default_objects(default):
 @pytest.mark.parametrize("values", ["default", "full"])
 def test_rbac_is_exactly_what_the_operator_uses(values, request):
     objects = request.getfixturevalue(values)
-    # Nothing cluster-wide: kopf's cluster scanning is off (operator/mcp_operator/main.py).
+    # Nothing cluster-wide: kopf's cluster scanning is off (operator/mcp_operator/handlers/lifecycle.py).
     assert [o["kind"] for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")] == []
     role = one(objects, "Role")
     assert flatten_rules(role["rules"]) == flatten(NAMESPACED)

@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 import pytest
 from mcp_operator import constants, tokens
-from mcp_operator.hubclient import HubClient, HubRefused, HubUnavailable
 from mcp_operator.constants import ANN_INJECTED
+from mcp_operator.hubclient import HubClient, HubRefused, HubUnavailable
 
 from tests.fixtures.tools import NODE_BIN, REPO, VENV_BIN, eventually, free_port
 from tests.operator.operator_harness import create_policy
