@@ -749,3 +749,31 @@ def test_without_a_hub_service_token_going_token_secrets_are_released(cluster: T
     finally:
         operator.stop()
         assert value not in operator.text(), "a token value appeared in the log"
+
+
+@pytest.mark.hub
+@pytest.mark.controlplane
+def test_a_token_secret_deleted_by_hand_is_reminted_by_the_periodic_pass(cluster: TokenCluster) -> None:
+    """No event reaches the issuer when its Secret is deleted (the finalizer revokes the token);
+    the level-triggered pass sees a Running pod without one and issues again."""
+    core, ns = cluster.core, cluster.namespace
+    create_policy(cluster.api, ns, "tokens", {"selection": {"users": ["bob"]}, "tokens": {"issue": True}})
+    operator = cluster.operator()
+    operator.env["MCP_RECONCILE_INTERVAL"] = "2"
+    operator.start()
+    try:
+        core.create_namespaced_pod(ns, kubespawner_pod("bob", "tokens"))
+        first = wait_until("bob's token Secret", lambda: secret_values(core, ns, "mcp-token-bob"))
+        core.delete_namespaced_secret("mcp-token-bob", ns)
+
+        def reminted() -> dict[str, str] | None:
+            values = secret_values(core, ns, "mcp-token-bob")
+            return values if values and values["token_id"] != first["token_id"] else None
+
+        second = wait_until("a new token in a new Secret", reminted)
+        assert cluster.hub.whoami(second["token"]).status_code == 200
+        # the hand-deleted Secret's token was revoked by its finalizer, not left live
+        wait_until("the old token revoked", lambda: cluster.hub.whoami(first["token"]).status_code == 403)
+    finally:
+        operator.stop()
+        print(operator.text()[-3000:])
