@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 WEBHOOK_LATENCY = Histogram(
     "mcp_operator_webhook_duration_seconds",
@@ -32,4 +32,9 @@ RECONCILE_REPAIRS = Counter(
     "mcp_operator_reconcile_repairs_total",
     "What periodic passes found drifted and repaired (child-applied, child-deleted, token-reissued).",
     ["action"],
+)
+LAST_PASS = Gauge(
+    "mcp_operator_reconcile_last_pass",
+    "The latest periodic pass: seconds it took, pods it looked at, API writes it made.",
+    ["measure"],
 )

@@ -24,7 +24,7 @@ from typing import Any
 from mcp_operator.children import build_children, injected_policy
 from mcp_operator.constants import ANN_TOKEN_ID
 from mcp_operator.kube import CHILD_KINDS, ChildKind, Kube
-from mcp_operator.metrics import RECONCILE_PASSES, RECONCILE_REPAIRS
+from mcp_operator.metrics import LAST_PASS, RECONCILE_PASSES, RECONCILE_REPAIRS
 from mcp_operator.names import child_name
 from mcp_operator.policy import PodIdentity, Policy, matches
 from mcp_operator.token_workers import TokenWorkers, is_running
@@ -191,6 +191,8 @@ class PeriodicReconcile:
                 log.exception("reconcile pass failed; next in %.0f s", self.interval)
                 continue
             RECONCILE_PASSES.labels(outcome="ok").inc()
+            for measure in ("seconds", "pods", "writes"):
+                LAST_PASS.labels(measure=measure).set(getattr(report, measure))
             log.debug(
                 "reconcile pass over %d pods in %.2f s, %d writes", report.pods, report.seconds, report.writes
             )

@@ -108,7 +108,7 @@ class OperatorProcess:
     def health_url(self) -> str:
         return f"http://127.0.0.1:{self.health_port}"
 
-    def start(self) -> None:
+    def start(self, extra_args: list[str] | None = None) -> None:
         argv = [
             str(VENV_BIN / "jupyterhub-mcp-operator"),
             f"--namespace={self.namespace}",
@@ -119,6 +119,7 @@ class OperatorProcess:
             "--health-host=127.0.0.1",
             f"--health-port={self.health_port}",
             f"--native-sidecar={self.native_sidecar}",
+            *(extra_args or ()),
         ]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(

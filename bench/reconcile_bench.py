@@ -1,0 +1,177 @@
+"""Operator benchmark: one level-triggered pass over N wired pods (default 2000).
+
+On the real test control plane: N KubeSpawner-shaped pods that look injected (the webhook's
+annotation and label) are created directly, without the webhook (admitting 2000 pods is the other
+benchmark's subject); the real operator (`--no-webhook`) wires them all from its start-up events,
+then runs its periodic pass. Measured from the operator's own metrics: the duration of a pass that
+finds nothing drifted, the API writes it made (target 0), and the operator's RSS (/proc).
+Writes bench/results/reconcile.json and reconcile.png, prints the JSON.
+
+    python -m bench.reconcile_bench [--pods 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.operator_bench import count_children
+from tests.fixtures.controlplane import control_plane_bin_dir, missing_binaries, start_control_plane
+from tests.operator.operator_harness import OperatorProcess, eventually, install_crd, policy_object, user_pod
+
+RESULTS = Path(__file__).parent / "results"
+TARGETS = {"pass_s_2000_pods": 10.0, "operator_rss_mib": 200.0, "writes_per_idle_pass": 0}
+INTERVAL = 15.0  # seconds between passes: long enough that a pass never overlaps the next
+
+
+def gauge(metrics: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def injected_pod(user: str) -> dict[str, Any]:
+    pod = user_pod(user)
+    meta = pod["metadata"]
+    meta["annotations"]["mcp.jupyterhub.org/injected"] = "class/1"
+    meta["labels"]["mcp.jupyterhub.org/pod"] = meta["name"]
+    return pod
+
+
+def run(pods: int, passes: int, workdir: Path) -> dict[str, Any]:
+    bin_dir = control_plane_bin_dir()
+    if missing := missing_binaries(bin_dir):
+        raise SystemExit(f"control plane binaries missing in {bin_dir}: {missing}; run `make controlplane`")
+    cp = start_control_plane(bin_dir, workdir / "controlplane")
+    api = cp.api_client()
+    op: OperatorProcess | None = None
+    try:
+        install_crd(cp)
+        namespace = f"bench-{uuid.uuid4().hex[:6]}"
+        core = client.CoreV1Api(api)
+        core.create_namespace({"metadata": {"name": namespace}})
+        eventually(
+            "the default service account", lambda: core.list_namespaced_service_account(namespace).items
+        )
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            "mcp.jupyterhub.org", "v1alpha1", namespace, "mcppolicies", policy_object("class", {})
+        )
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            list(
+                pool.map(
+                    lambda i: core.create_namespaced_pod(namespace, injected_pod(f"s-{i:04d}")), range(pods)
+                )
+            )
+        created_s = time.monotonic() - started
+        (workdir / "operator").mkdir()
+        op = OperatorProcess(cp, namespace, workdir / "operator")
+        op.env["MCP_RECONCILE_INTERVAL"] = str(INTERVAL)
+        op.start(extra_args=["--no-webhook"])
+        assert op.proc is not None
+        started = time.monotonic()
+        eventually(
+            f"{pods} pods wired", lambda: min(count_children(api, namespace)) >= pods, timeout=1200, every=1
+        )
+        wired_s = time.monotonic() - started
+        samples = []
+        seen = gauge(op.metrics(), "mcp_operator_reconcile_passes_total", outcome="ok") or 0
+        rss_peak = 0.0
+        while len(samples) < passes:
+            time.sleep(1)
+            rss_peak = max(rss_peak, rss_mib(op.proc.pid))
+            metrics = op.metrics()
+            done = gauge(metrics, "mcp_operator_reconcile_passes_total", outcome="ok") or 0
+            if done > seen:
+                seen = done
+                samples.append(
+                    {
+                        measure: gauge(metrics, "mcp_operator_reconcile_last_pass", measure=measure)
+                        for measure in ("seconds", "pods", "writes")
+                    }
+                )
+        # The first pass may still see the start-up wiring's status writes settle; report all.
+        idle = samples[1:] or samples
+        return {
+            "pods": pods,
+            "pods_created_s": round(created_s, 1),
+            "wired_from_startup_s": round(wired_s, 1),
+            "passes": samples,
+            "pass_s_max": round(max(s["seconds"] or 0 for s in idle), 2),
+            "writes_per_idle_pass_max": max(s["writes"] or 0 for s in idle),
+            "operator_rss_mib_peak": round(rss_peak, 1),
+            "targets": TARGETS,
+            "machine": {
+                "cpus": len(os.sched_getaffinity(0)),
+                "python": platform.python_version(),
+                "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+            },
+        }
+    finally:
+        if op is not None:
+            op.stop()
+        api.close()
+        cp.stop()
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    seconds = [s["seconds"] for s in report["passes"]]
+    left.bar(range(1, len(seconds) + 1), seconds)
+    left.axhline(TARGETS["pass_s_2000_pods"], color="red", linestyle="--", label="target")
+    left.set_xlabel("pass")
+    left.set_ylabel("seconds")
+    left.set_title(f"one pass over {report['pods']} wired pods")
+    left.legend()
+    right.bar(["operator RSS peak"], [report["operator_rss_mib_peak"]])
+    right.axhline(TARGETS["operator_rss_mib"], color="red", linestyle="--", label="target")
+    right.set_ylabel("MiB")
+    right.set_title(f"writes per idle pass: {report['writes_per_idle_pass_max']:.0f}")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=2000)
+    parser.add_argument("--passes", type=int, default=3)
+    args, _ = parser.parse_known_args(argv)
+    with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as tmp:
+        report = run(args.pods, args.passes, Path(tmp))
+    RESULTS.mkdir(exist_ok=True)
+    plot(report, RESULTS / "reconcile.png")
+    (RESULTS / "reconcile.json").write_text(json.dumps(report, indent=2) + "\n")
+    json.dump(report, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
