@@ -32,8 +32,8 @@ from typing import Any
 
 from mcp.client import Client
 
-from tests.e2e.demo import running_demo
-from tests.sidecar.mcpclient import call, mcp_client
+from tests.harness.demo import running_demo
+from tests.harness.mcp import call, mcp_client
 
 RESULTS = Path(__file__).parent / "results"
 

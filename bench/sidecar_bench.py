@@ -30,9 +30,11 @@ from typing import Any
 import httpx
 import psutil
 
-from tests.fixtures.jupyter import JupyterProcess, jupyter_server, sidecar_command, stop
-from tests.fixtures.tools import CACHE, free_port
-from tests.sidecar.mcpclient import mcp_client, text
+from tests.harness.jupyter import JupyterProcess, jupyter_server, sidecar_command
+from tests.harness.mcp import mcp_client, text
+from tests.harness.notebooks import write_notebook
+from tests.harness.paths import CACHE, free_port
+from tests.harness.processes import stop
 
 RESULTS = Path(__file__).parent / "results"
 REFERENCE_VENV = CACHE / "bench-venv"
@@ -61,19 +63,8 @@ async def timed(fn: Callable[[], Awaitable[Any]], n: float) -> tuple[dict[str, f
     return percentiles(samples), last
 
 
-def write_notebook(root: Path, name: str, cells: int) -> None:
-    body = [
-        {
-            "id": f"c{i}",
-            "cell_type": "code",
-            "metadata": {},
-            "outputs": [],
-            "execution_count": None,
-            "source": f"# cell {i}\nvalue_{i} = {i} * 2\nprint(value_{i})",
-        }
-        for i in range(cells)
-    ]
-    (root / name).write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": body}))
+def bench_cells(cells: int) -> list[str]:
+    return [f"# cell {i}\nvalue_{i} = {i} * 2\nprint(value_{i})" for i in range(cells)]
 
 
 def wait_answering(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> float:
@@ -260,7 +251,7 @@ async def run(scale: float) -> dict[str, Any]:
             ("big_ref.ipynb", 500),
             ("big_floor.ipynb", 500),
         ):
-            write_notebook(jupyter.root, name, cells)
+            write_notebook(jupyter, name, bench_cells(cells))
         results: dict[str, Any] = {}
 
         token = secrets.token_hex(16)

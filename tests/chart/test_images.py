@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.tools import REPO
+from tests.harness.paths import REPO
 
 DOCKERFILES = {
     "sidecar": REPO / "sidecar" / "Dockerfile",

@@ -29,9 +29,8 @@ import pytest
 import yaml
 from cryptography import x509
 
-from tests.chart.conftest import CHART
-from tests.chart.expected import NAMESPACED, flatten
-from tests.fixtures.tools import VENV_BIN, free_port
+from tests.harness.chart import CHART, NAMESPACED, flatten
+from tests.harness.paths import VENV_BIN, free_port
 
 pytestmark = pytest.mark.controlplane
 

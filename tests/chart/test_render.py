@@ -10,9 +10,8 @@ import pytest
 import yaml
 from cryptography import x509
 
-from tests.chart.conftest import CHART, FULL_VALUES, by_kind, one, run_helm
-from tests.chart.expected import NAMESPACED, flatten, flatten_rules
-from tests.fixtures.tools import REPO
+from tests.harness.chart import CHART, FULL_VALUES, NAMESPACED, by_kind, flatten, flatten_rules, one, run_helm
+from tests.harness.paths import REPO
 
 
 @pytest.fixture(scope="module")

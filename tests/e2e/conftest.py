@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.demo import DemoProcess, running_demo
+from tests.harness.demo import DemoProcess, running_demo
 
 
 @pytest.fixture(scope="session")

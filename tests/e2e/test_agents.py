@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
 
-from tests.e2e.clients import held_client, mcp_remote_client
-from tests.e2e.demo import DemoProcess, User
-from tests.sidecar.mcpclient import INITIALIZE, MCP_HEADERS, call, fails, text
-from tests.sidecar.test_notebook_sessions import human, wait_until
+from tests.harness.demo import DemoProcess, User
+from tests.harness.mcp import INITIALIZE, MCP_HEADERS, call, fails, held_client, mcp_remote_client, text
+from tests.harness.notebooks import saved_notebook, sources
+from tests.harness.ydoc import human, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -26,23 +24,17 @@ SAME_NAME = "analysis.ipynb"
 ROUNDS = 6
 
 
-async def notebook_on_server(user: User, path: str, cells: int) -> dict:
+async def notebook_on_server(user: User, path: str, cells: int, *, with_outputs: bool = False) -> dict:
     """The notebook as the user's own server saved it (Contents API through the proxy), once it has
-    ``cells`` cells: the collaboration room saves a moment after a change and nothing announces the
-    write, so this polls the saved file (bounded)."""
-    deadline = time.monotonic() + 60
-    async with httpx.AsyncClient(headers=user.headers, timeout=60) as http:
-        while True:
-            response = await http.get(f"{user.server_url}api/contents/{path}")
-            assert response.status_code == 200, response.text
-            notebook = response.json()["content"]
-            if len(notebook["cells"]) >= cells or time.monotonic() > deadline:
-                return notebook
-            await asyncio.sleep(0.2)
+    ``cells`` cells (and, ``with_outputs``, an output in each): the collaboration room saves a moment
+    after a change, sources and outputs apart, and nothing announces the write, so this polls the
+    saved file (bounded; a read that lands on a save in progress is read again)."""
 
+    def complete(notebook: dict) -> bool:
+        found = notebook["cells"]
+        return len(found) >= cells and (not with_outputs or all(c.get("outputs") for c in found))
 
-def cell_sources(notebook: dict) -> list[str]:
-    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in notebook["cells"]]
+    return await saved_notebook(user.server, path, until=complete, timeout=60)
 
 
 async def test_alice_and_bob_work_at_once_and_every_cell_lands_with_its_owner(
@@ -74,10 +66,10 @@ async def test_alice_and_bob_work_at_once_and_every_cell_lands_with_its_owner(
         assert f"bob-{i} bob" in out, out
     for user in (alice, bob):
         other = "bob" if user is alice else "alice"
-        notebook = await notebook_on_server(user, SAME_NAME, ROUNDS)
-        sources = cell_sources(notebook)
-        assert len(sources) == ROUNDS, sources
-        assert all(f"'{user.name}-" in s for s in sources), sources
+        notebook = await notebook_on_server(user, SAME_NAME, ROUNDS, with_outputs=True)
+        cells = sources(notebook)
+        assert len(cells) == ROUNDS, cells
+        assert all(f"'{user.name}-" in s for s in cells), cells
         assert f"'{other}-" not in json.dumps(notebook), f"one of {other}'s cells leaked into {user.name}'s"
         outputs = ["".join(o.get("text", "")) for c in notebook["cells"] for o in c["outputs"]]
         assert len(outputs) == ROUNDS, outputs
@@ -132,8 +124,8 @@ async def test_a_sessions_default_notebook_never_leaks(demo: DemoProcess, alice:
         await asyncio.gather(write(first, "first"), write(second, "second"))
         assert "open_notebook" in await fails(third, "insert_cell", source="# third")
 
-    first_cells = cell_sources(await notebook_on_server(alice, "first.ipynb", 5))
-    second_cells = cell_sources(await notebook_on_server(alice, "second.ipynb", 5))
+    first_cells = sources(await notebook_on_server(alice, "first.ipynb", 5))
+    second_cells = sources(await notebook_on_server(alice, "second.ipynb", 5))
     assert first_cells == [f"# first {i}" for i in range(5)]
     assert second_cells == [f"# second {i}" for i in range(5)]
 
@@ -141,11 +133,10 @@ async def test_a_sessions_default_notebook_never_leaks(demo: DemoProcess, alice:
 async def test_an_agents_edit_shows_up_in_a_second_y_client(demo: DemoProcess, alice: User) -> None:
     """A JupyterLab tab is a Y client in the notebook's collaboration room: agent edits reach it live."""
     path = "watched.ipynb"
-    # What a browser tab would do: the user's server URL and token, through the proxy.
-    server = SimpleNamespace(url=alice.server_url, headers=alice.headers)
     async with held_client(alice.url, alice.token) as agent:
         await call(agent, "create_notebook", path=path)
-        async with human(server, path) as (notebook, changed):
+        # What a browser tab does: the user's server URL and token, through the proxy.
+        async with human(alice.server, path) as (notebook, changed):
             await call(agent, "insert_cell", path=path, source="x = 6 * 7")
             await wait_until(changed, lambda: notebook.cell_number == 1, timeout=60)
             assert str(notebook.ycells[0]["source"]) == "x = 6 * 7"

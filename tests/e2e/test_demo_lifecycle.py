@@ -14,8 +14,8 @@ import psutil
 import pytest
 from mcp_operator.localmode.processes import check_port_free
 
-from tests.e2e.demo import DemoProcess, demo_args, running_demo
-from tests.sidecar.mcpclient import call, fails, mcp_client, text
+from tests.harness.demo import DemoProcess, demo_args, running_demo
+from tests.harness.mcp import call, fails, mcp_client, text
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ from mcp_operator.injection import policy_environment
 from mcp_operator.localmode.sidecar_env import demo_policy
 from mcp_operator.policy import Policy
 
-from tests.e2e.demo import DemoProcess, User
+from tests.harness.demo import DemoProcess, User
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ from mcp_sidecar import metrics
 from mcp_sidecar.activity import ActivityReporter
 from mcp_sidecar.config import Settings
 
-from tests.fixtures.hub import RunningHub
-from tests.fixtures.tools import free_port
+from tests.harness.hub import RunningHub
+from tests.harness.paths import free_port
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(120)]
 

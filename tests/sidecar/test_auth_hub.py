@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures.hub import RunningHub
-from tests.fixtures.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
-from tests.sidecar.mcpclient import INITIALIZE, MCP_HEADERS
+from tests.harness.hub import RunningHub
+from tests.harness.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
+from tests.harness.mcp import INITIALIZE, MCP_HEADERS
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(240)]
 

@@ -16,10 +16,11 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.fixtures.hub import RunningHub
-from tests.fixtures.jupyter import JupyterProcess, sidecar_command, stop, wait_http
-from tests.fixtures.tools import free_port
-from tests.sidecar.mcpclient import INITIALIZE, MCP_HEADERS, call, fails, held_client
+from tests.harness.hub import RunningHub
+from tests.harness.jupyter import JupyterProcess, sidecar_command
+from tests.harness.mcp import INITIALIZE, MCP_HEADERS, call, fails, held_client
+from tests.harness.paths import free_port
+from tests.harness.processes import stop, wait_http
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(240)]
 

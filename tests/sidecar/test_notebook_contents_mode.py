@@ -12,9 +12,9 @@ from mcp_sidecar.jupyter.documents import Notebooks
 from mcp_sidecar.jupyter.errors import JupyterError
 from mcp_sidecar.jupyter.server import JupyterServer
 
-from tests.fixtures.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
-from tests.sidecar.mcpclient import call, fails, held_client, text
-from tests.sidecar.notebook_helpers import read_disk, sources, unique, write_notebook
+from tests.harness.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
+from tests.harness.mcp import call, fails, held_client, text
+from tests.harness.notebooks import saved_notebook, sources, unique, write_notebook
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,7 +33,8 @@ async def test_tools_work_through_the_contents_api(plain_sidecar, jupyter_plain)
     path = unique("plain")
     async with held_client(plain_sidecar.url, plain_sidecar.token) as client:
         await call(client, "create_notebook", path=path)
-        assert read_disk(jupyter_plain, path)["cells"] == []  # saved at once: no room, no delay
+        created = await saved_notebook(jupyter_plain.root, path)
+        assert created["cells"] == []  # saved at once: no room, no delay
         first = await call(client, "insert_cell", path=path, source="x = 20")
         await call(client, "insert_cell", path=path, source="# notes", cell_type="markdown")
         await call(
@@ -43,13 +44,13 @@ async def test_tools_work_through_the_contents_api(plain_sidecar, jupyter_plain)
         run = await call(client, "insert_and_execute", path=path, source="x * 2")
         assert "42" in text(run)
         await call(client, "move_cell", path=path, cell=1, to_index=0)
-        assert sources(read_disk(jupyter_plain, path)) == ["# notes", "x = 21", "x * 2"]
-        cell = read_disk(jupyter_plain, path)["cells"][2]
+        assert sources(await saved_notebook(jupyter_plain.root, path)) == ["# notes", "x = 21", "x * 2"]
+        cell = (await saved_notebook(jupyter_plain.root, path))["cells"][2]
         assert "".join(cell["outputs"][0]["data"]["text/plain"]) == "42"
         assert cell["execution_count"] == run.structured_content["execution_count"]
         await call(client, "delete_cells", path=path, cells=[0])
         await call(client, "clear_outputs", path=path)
-        saved = read_disk(jupyter_plain, path)
+        saved = await saved_notebook(jupyter_plain.root, path)
         assert sources(saved) == ["x = 21", "x * 2"] and saved["cells"][1]["outputs"] == []
         assert "does not exist" in await fails(client, "read_notebook", path="nope.ipynb")
 
@@ -75,7 +76,7 @@ async def test_a_concurrent_save_is_never_overwritten(jupyter_plain) -> None:
                         json={"type": "notebook", "format": "json", "content": model["content"]},
                     )
                     assert put.status_code == 200
-        assert sources(read_disk(jupyter_plain, path)) == ["human save"]
+        assert sources(await saved_notebook(jupyter_plain.root, path)) == ["human save"]
     finally:
         await server.aclose()
 
@@ -95,10 +96,11 @@ async def test_nbformat_4_4_cells_get_ids_and_their_outputs_are_saved(plain_side
     write_v4_4(jupyter_plain, path, ["6 * 7", "y = 1"])
     async with held_client(plain_sidecar.url, plain_sidecar.token) as client:
         assert "6 * 7" in text(await call(client, "read_cell", path=path, cell=0))
-        assert read_disk(jupyter_plain, path)["nbformat_minor"] == 4  # reading changes nothing
+        as_written = await saved_notebook(jupyter_plain.root, path)
+        assert as_written["nbformat_minor"] == 4  # reading changes nothing
         run = await call(client, "execute_cell", path=path, cell=0)
         assert "42" in text(run) and "not saved" not in text(run), text(run)
-        saved = read_disk(jupyter_plain, path)
+        saved = await saved_notebook(jupyter_plain.root, path)
         assert saved["nbformat_minor"] == 5 and all(c.get("id") for c in saved["cells"])
         first = saved["cells"][0]
         assert first["id"] == run.structured_content["cell_id"]
@@ -106,10 +108,8 @@ async def test_nbformat_4_4_cells_get_ids_and_their_outputs_are_saved(plain_side
         assert first["execution_count"] == run.structured_content["execution_count"]
         # The ids stay: the cell is found by the id the answer gave.
         again = await call(client, "execute_cell", path=path, cell=first["id"])
-        assert (
-            read_disk(jupyter_plain, path)["cells"][0]["execution_count"]
-            == again.structured_content["execution_count"]
-        )
+        saved = await saved_notebook(jupyter_plain.root, path)
+        assert saved["cells"][0]["execution_count"] == again.structured_content["execution_count"]
 
 
 async def test_an_empty_nbformat_4_4_notebook_is_saved_valid_after_an_insert(
@@ -120,7 +120,7 @@ async def test_an_empty_nbformat_4_4_notebook_is_saved_valid_after_an_insert(
     write_v4_4(jupyter_plain, path, [])
     async with held_client(plain_sidecar.url, plain_sidecar.token) as client:
         await call(client, "insert_cell", path=path, source="x = 1")
-    saved = read_disk(jupyter_plain, path)
+    saved = await saved_notebook(jupyter_plain.root, path)
     assert saved["nbformat_minor"] >= 5 and saved["cells"][0]["id"]
     nbformat.validate(saved)
 
@@ -132,6 +132,6 @@ async def test_nbformat_4_4_insert_and_execute_saves_outputs(plain_sidecar, jupy
         await call(client, "execute_cell", path=path, cell=0)
         run = await call(client, "insert_and_execute", path=path, source="x + 1")
         assert "21" in text(run) and "not saved" not in text(run)
-    saved = read_disk(jupyter_plain, path)
+    saved = await saved_notebook(jupyter_plain.root, path)
     assert [c["id"] for c in saved["cells"]][1] == run.structured_content["cell_id"]
     assert "".join(saved["cells"][1]["outputs"][0]["data"]["text/plain"]) == "21"

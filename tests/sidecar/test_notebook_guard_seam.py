@@ -7,9 +7,9 @@ from typing import Any
 
 from mcp_sidecar.guard import Guard, ToolCall
 
-from tests.fixtures.jupyter import JupyterProcess, sidecar_in_process
-from tests.sidecar.mcpclient import call, fails, held_client
-from tests.sidecar.notebook_helpers import unique
+from tests.harness.jupyter import JupyterProcess, sidecar_in_process
+from tests.harness.mcp import call, fails, held_client
+from tests.harness.notebooks import unique
 
 
 class RecordingGuard(Guard):

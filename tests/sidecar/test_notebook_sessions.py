@@ -9,14 +9,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import websockets
-from jupyter_ydoc import YNotebook
-from pycrdt import Doc, YMessageType, YSyncMessageType, create_sync_message, create_update_message
-from pycrdt import handle_sync_message as apply_sync
 
-from tests.fixtures.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
-from tests.sidecar.mcpclient import call, fails, held_client, text
-from tests.sidecar.notebook_helpers import on_disk, sources, unique
+from tests.harness.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
+from tests.harness.mcp import call, fails, held_client, text
+from tests.harness.notebooks import saved_notebook, sources, unique
+from tests.harness.ydoc import human, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -57,10 +54,10 @@ async def test_two_sessions_each_with_its_own_default_notebook(sidecar, jupyter)
                 return ["".join(c["outputs"][0]["text"]) for c in nb["cells"] if c.get("outputs")]
 
             # Sources and outputs are saved by the room a moment apart: wait for both.
-            await on_disk(
-                jupyter,
+            await saved_notebook(
+                jupyter.root,
                 path,
-                lambda nb, expected=expected, want=expected_outputs: (
+                until=lambda nb, expected=expected, want=expected_outputs: (
                     sources(nb) == expected and outputs(nb) == want
                 ),
             )
@@ -85,63 +82,6 @@ async def test_stateless_client_must_pass_path(sidecar) -> None:
         assert result.structured_content["status"] == "ok"
         assert "pass path=" in await fails(client, "read_notebook")
         assert "stateless clients pass path=" in await fails(client, "open_notebook", path=path)
-
-
-@contextlib.asynccontextmanager
-async def human(jupyter: JupyterProcess, path: str) -> AsyncIterator[tuple[YNotebook, asyncio.Queue[None]]]:
-    """A second, independent Y client in the notebook's room (what a JupyterLab tab is).
-
-    Yields the notebook and a queue that gets an item whenever a remote update arrived.
-    """
-    async with httpx.AsyncClient(base_url=jupyter.url, headers=jupyter.headers) as http:
-        session = (
-            await http.put(f"api/collaboration/session/{path}", json={"format": "json", "type": "notebook"})
-        ).json()
-    url = (
-        f"ws{jupyter.url[4:]}api/collaboration/room/json:notebook:{session['fileId']}"
-        f"?sessionId={session['sessionId']}"
-    )
-    doc = Doc()
-    notebook = YNotebook(doc)
-    changed: asyncio.Queue[None] = asyncio.Queue()
-    synced = asyncio.Event()
-    async with websockets.connect(url, additional_headers=jupyter.headers, max_size=None) as ws:
-
-        async def read() -> None:
-            async for message in ws:
-                if message[0] != YMessageType.SYNC:
-                    continue
-                reply = apply_sync(message[1:], doc)
-                if reply is not None:
-                    await ws.send(reply)
-                if message[1] == YSyncMessageType.SYNC_STEP2:
-                    synced.set()
-                changed.put_nowait(None)
-
-        reader = asyncio.create_task(read())
-        await ws.send(create_sync_message(doc))
-        await asyncio.wait_for(synced.wait(), 30)
-
-        sending: set[asyncio.Task[None]] = set()
-
-        def send_local(update: object) -> None:
-            task = asyncio.ensure_future(ws.send(create_update_message(update.update)))  # type: ignore[attr-defined]
-            sending.add(task)
-            task.add_done_callback(sending.discard)
-
-        subscription = doc.observe(lambda event: send_local(event) if event.update != b"\x00\x00" else None)
-        try:
-            yield notebook, changed
-        finally:
-            doc.unobserve(subscription)
-            reader.cancel()
-
-
-async def wait_until(changed: asyncio.Queue[None], condition, timeout: float = 30.0) -> None:
-    """Until ``condition()`` holds, re-checked on every remote update (event-driven)."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await changed.get()
 
 
 async def test_concurrent_human_edits_are_not_lost(sidecar, jupyter) -> None:
@@ -179,7 +119,7 @@ async def test_concurrent_human_edits_are_not_lost(sidecar, jupyter) -> None:
         read = text(await call(agent, "read_notebook", path=path, limit=100, detail="full"))
         assert read.count("human ") == 15 and read.count("agent ") == 15
         assert "a = 100\nb = 2\nc = 3" in read
-        saved = await on_disk(jupyter, path, lambda nb: len(nb["cells"]) == 31)
+        saved = await saved_notebook(jupyter.root, path, until=lambda nb: len(nb["cells"]) == 31)
         assert sources(saved)[0] == "a = 100\nb = 2\nc = 3\n"
 
 
@@ -231,7 +171,7 @@ async def test_idle_rooms_are_closed_and_reopened_on_use(jupyter) -> None:
     from mcp_sidecar.jupyter.documents import Notebooks
     from mcp_sidecar.jupyter.server import JupyterServer
 
-    from tests.sidecar.notebook_helpers import write_notebook
+    from tests.harness.notebooks import write_notebook
 
     path = unique("idle")
     write_notebook(jupyter, path, ["x = 1"])
@@ -255,7 +195,7 @@ async def test_a_room_in_use_is_not_closed_as_idle(jupyter) -> None:
     from mcp_sidecar.jupyter.documents import Notebooks
     from mcp_sidecar.jupyter.server import JupyterServer
 
-    from tests.sidecar.notebook_helpers import write_notebook
+    from tests.harness.notebooks import write_notebook
 
     path = unique("busy")
     write_notebook(jupyter, path, ["x = 1"])

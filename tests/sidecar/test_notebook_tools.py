@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
-from tests.sidecar.mcpclient import call, fails, held_client, mcp_client, text
-from tests.sidecar.notebook_helpers import on_disk, read_disk, sources, unique, write_notebook
+from tests.harness.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
+from tests.harness.mcp import call, fails, held_client, mcp_client, text
+from tests.harness.notebooks import saved_notebook, sources, unique, write_notebook
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -107,7 +107,9 @@ async def test_create_insert_read_edit_roundtrip_lands_on_disk(client, jupyter, 
     one = await call(client, "read_cell", path=notebook, cell=cell_id)
     assert "a = 10" in text(one) and one.structured_content["index"] == 0
 
-    saved = await on_disk(jupyter, notebook, lambda nb: sources(nb) == ["a = 10", "b = 2\nc = 30", "# Title"])
+    saved = await saved_notebook(
+        jupyter.root, notebook, until=lambda nb: sources(nb) == ["a = 10", "b = 2\nc = 30", "# Title"]
+    )
     assert [c["cell_type"] for c in saved["cells"]] == ["code", "code", "markdown"]
 
 
@@ -127,7 +129,7 @@ async def test_delete_cells_is_all_or_nothing(client, jupyter, notebook) -> None
     assert "out of range" in message
     assert "4 cells" in text(await call(client, "read_notebook", path=notebook))
     await call(client, "delete_cells", path=notebook, cells=[0, -1])
-    await on_disk(jupyter, notebook, lambda nb: sources(nb) == ["two", "three"])
+    await saved_notebook(jupyter.root, notebook, until=lambda nb: sources(nb) == ["two", "three"])
 
 
 async def test_execute_writes_outputs_into_the_cell(client, jupyter, notebook) -> None:
@@ -138,13 +140,15 @@ async def test_execute_writes_outputs_into_the_cell(client, jupyter, notebook) -
     count = result.structured_content["execution_count"]
     assert count and count >= 1
 
-    saved = await on_disk(jupyter, notebook, lambda nb: len(nb["cells"][0].get("outputs", [])) == 2)
+    saved = await saved_notebook(
+        jupyter.root, notebook, until=lambda nb: len(nb["cells"][0].get("outputs", [])) == 2
+    )
     cell = saved["cells"][0]
     assert cell["execution_count"] == count
     assert "".join(cell["outputs"][1]["data"]["text/plain"]) == "42"
 
     await call(client, "clear_outputs", path=notebook, cell=0)
-    await on_disk(jupyter, notebook, lambda nb: nb["cells"][0]["outputs"] == [])
+    await saved_notebook(jupyter.root, notebook, until=lambda nb: nb["cells"][0]["outputs"] == [])
 
 
 async def test_insert_and_execute_and_errors_read_clean(client, notebook) -> None:
@@ -161,7 +165,7 @@ async def test_execute_code_is_scratch_and_shares_the_notebook_kernel(client, ju
     result = await call(client, "execute_code", path=notebook, code="print(shared)")
     assert "from the notebook" in text(result)
     await asyncio.sleep(0)  # nothing to wait for: the scratch run never touches the document
-    assert sources(read_disk(jupyter, notebook)) in ([], ["shared = 'from the notebook'"])
+    assert sources(await saved_notebook(jupyter.root, notebook)) in ([], ["shared = 'from the notebook'"])
     assert "1 cells" in text(await call(client, "read_notebook", path=notebook))
     by_kernel = await call(
         client, "execute_code", kernel_id=result.structured_content["kernel_id"], code="print(shared)"
@@ -412,7 +416,8 @@ async def test_bad_input_is_a_clear_error_and_changes_nothing(client, jupyter, n
     for tool, arguments, message in cases:
         got = await fails(client, tool, **arguments)
         assert message in got, f"{tool}{arguments}: {got}"
-    assert sources(await on_disk(jupyter, notebook, lambda nb: len(nb["cells"]) == 1)) == ["keep me"]
+    saved = await saved_notebook(jupyter.root, notebook, until=lambda nb: len(nb["cells"]) == 1)
+    assert sources(saved) == ["keep me"]
     assert not (jupyter.root.parent / "outside.ipynb").exists()
 
 
@@ -477,7 +482,7 @@ async def test_create_notebook_kernel_name_is_the_kernel_that_runs_it(client, ju
     install_kernelspec(jupyter, "mcp-alt")
     path = unique(f"kernel-{kernel_name}")
     await call(client, "create_notebook", path=path, kernel_name=kernel_name)
-    spec = read_disk(jupyter, path)["metadata"]["kernelspec"]
+    spec = (await saved_notebook(jupyter.root, path))["metadata"]["kernelspec"]
     assert spec["name"] == kernel_name and spec["language"] == "python"
     ran = await call(client, "insert_and_execute", path=path, source="import sys; print(sys.version_info[0])")
     assert "3" in text(ran)
@@ -493,7 +498,7 @@ async def test_an_unknown_kernel_name_is_a_clear_error_and_changes_nothing(clien
     assert not (jupyter.root / path).exists()
     # A notebook that names a kernel this server lacks (written elsewhere): said so, nothing inserted.
     write_notebook(jupyter, path, ["x = 1"])
-    notebook = read_disk(jupyter, path)
+    notebook = await saved_notebook(jupyter.root, path)
     notebook["metadata"]["kernelspec"] = {"name": "no-such-kernel", "display_name": "gone"}
     (jupyter.root / path).write_text(json.dumps(notebook))
     for tool, arguments in [("execute_cell", {"cell": 0}), ("insert_and_execute", {"source": "y = 2"})]:
@@ -514,6 +519,6 @@ async def test_nbformat_4_4_notebook_outputs_are_saved(client, jupyter) -> None:
     )
     run = await call(client, "execute_cell", path=path, cell=0)
     assert "42" in text(run) and "not saved" not in text(run) and run.structured_content["cell_id"]
-    saved = await on_disk(jupyter, path, lambda nb: bool(nb["cells"][0].get("outputs")))
+    saved = await saved_notebook(jupyter.root, path, until=lambda nb: bool(nb["cells"][0].get("outputs")))
     # (The room keeps its ids in the document; it saves a 4.4 file as 4.4, without them.)
     assert "".join(saved["cells"][0]["outputs"][0]["data"]["text/plain"]) == "42"

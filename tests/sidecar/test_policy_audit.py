@@ -14,9 +14,9 @@ import httpx
 import pytest
 from mcp_sidecar.toolpolicy import READ_TOOLS
 
-from tests.fixtures.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
-from tests.sidecar.mcpclient import call, fails, mcp_client
-from tests.sidecar.notebook_helpers import unique
+from tests.harness.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
+from tests.harness.mcp import call, fails, mcp_client
+from tests.harness.notebooks import unique
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -10,9 +10,10 @@ import time
 import httpx
 import pytest
 
-from tests.fixtures.jupyter import JupyterProcess, sidecar_command, sidecar_in_process, stop, wait_http
-from tests.fixtures.tools import free_port
-from tests.sidecar.mcpclient import call, held_client
+from tests.harness.jupyter import JupyterProcess, sidecar_command, sidecar_in_process
+from tests.harness.mcp import call, held_client
+from tests.harness.paths import free_port
+from tests.harness.processes import stop, wait_http
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -14,7 +14,7 @@ from tests.fixtures.controlplane import (
     control_plane_bin_dir,
     missing_binaries,
 )
-from tests.fixtures.tools import REPO
+from tests.harness.paths import REPO
 
 
 def test_no_engine_on_path_is_named() -> None:

@@ -17,7 +17,8 @@ import httpx
 import psutil
 from mcp_operator.localmode.processes import die_with_parent
 
-from tests.fixtures.tools import VENV_BIN, free_port
+from tests.harness.jupyter import ServerAddress
+from tests.harness.paths import VENV_BIN, free_port
 
 START_TIMEOUT = 240.0  # two servers + sidecars on a loaded 2-core machine
 
@@ -37,6 +38,11 @@ class User:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"token {self.token}"}
+
+    @property
+    def server(self) -> ServerAddress:
+        """The user's Jupyter server as a browser tab reaches it: through the proxy, with the token."""
+        return ServerAddress(url=self.server_url, headers=self.headers)
 
 
 @dataclass
@@ -79,9 +85,8 @@ class DemoProcess:
             return []
 
     def wait_ready(self) -> None:
-        ready = self.state / "demo.json"
         deadline = time.monotonic() + START_TIMEOUT
-        while not ready.exists():
+        while (info := self._ready_file()) is None:
             if self.proc.poll() is not None:
                 raise AssertionError(
                     f"demo exited with {self.proc.returncode}:\n{self.text()}\n{self.hub_log()}"
@@ -91,11 +96,18 @@ class DemoProcess:
                     f"demo not ready after {START_TIMEOUT}s:\n{self.text()}\n{self.hub_log()}"
                 )
             time.sleep(0.2)
-        info = json.loads(ready.read_text())
         assert info["pid"] == self.proc.pid
         for name, entry in info["users"].items():
             config = json.loads(Path(entry["mcp_json"]).read_text())
             self.users[name] = User(name=name, url=config["url"], token=config["token"], mcp_json=config)
+
+    def _ready_file(self) -> dict[str, Any] | None:
+        """demo.json once it is there and whole: the demo writes it in place, so a read may catch it
+        empty or cut short (then it is not ready yet)."""
+        try:
+            return json.loads((self.state / "demo.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
 
     def hub_log(self, lines: int = 60) -> str:
         path = self.state / "jupyterhub.log"

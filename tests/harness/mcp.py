@@ -1,16 +1,22 @@
-"""The official MCP SDK client over real Streamable HTTP, with the Authorization header."""
+"""MCP clients nobody here wrote: the official SDK over real Streamable HTTP (with the Authorization
+header), and ``mcp-remote`` (npm) over stdio; plus the call helpers the tests share."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import CallToolResult
+
+from tests.harness.paths import REPO
 
 # A raw initialize request, for tests that look at HTTP status codes (the SDK client hides them).
 INITIALIZE = {
@@ -80,3 +86,27 @@ async def held_client(url: str, token: str, *, legacy: bool = True) -> AsyncIter
     finally:
         stop.set()
         await task
+
+
+@contextlib.asynccontextmanager
+async def mcp_remote_client(server: Mapping[str, Any], workdir: Path) -> AsyncIterator[Client]:
+    """A stdio MCP client running one ``mcpServers`` entry exactly as handed to the user (for the
+    demo and the token Secret alike: ``npx -y mcp-remote <url> --header Authorization:${AUTH_HEADER}``
+    with the token in ``env``), the way a desktop MCP host would start it. From the repository, npx
+    finds the ``mcp-remote`` the lockfile pinned instead of fetching one."""
+    params = StdioServerParameters(
+        command=server["command"],
+        args=list(server["args"]),
+        env={
+            **server.get("env", {}),
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(workdir),
+            # mcp-remote keeps OAuth state in ~/.mcp-auth; a test keeps it in its own dir.
+            "MCP_REMOTE_CONFIG_DIR": str(workdir),
+            "npm_config_offline": "true",  # never fetch: the pinned package or a clear failure
+        },
+        cwd=str(REPO),
+    )
+    with (workdir / "mcp-remote.log").open("a") as errlog:
+        async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
+            yield client
