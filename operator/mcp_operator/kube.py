@@ -39,6 +39,7 @@ T = TypeVar("T")
 Verb = Literal["get", "list", "create", "update", "patch", "apply", "delete"]
 ChildKind = Literal["Service", "Ingress", "NetworkPolicy"]
 CHILD_KINDS: tuple[ChildKind, ...] = ("Service", "Ingress", "NetworkPolicy")
+EVENT_SOURCE = "jupyterhub-mcp"
 WRITE_VERBS: frozenset[Verb] = frozenset({"create", "update", "patch", "apply", "delete"})
 
 
@@ -229,6 +230,29 @@ class Kube:
     async def delete_secret(self, namespace: str, name: str) -> None:
         self._count("delete")
         await none_if_missing(lambda: self.core.delete_namespaced_secret(name, namespace))
+
+    # --- Events ------------------------------------------------------------------------------------
+
+    async def create_event(self, ref: Mapping[str, Any], type: str, reason: str, message: str) -> None:
+        """A core/v1 Event on `ref` (an involvedObject: apiVersion, kind, name, namespace, uid)."""
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body = {
+            "metadata": {"generateName": f"{ref['name']}."[:200], "namespace": ref["namespace"]},
+            "involvedObject": dict(ref),
+            "type": type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": EVENT_SOURCE},
+            "reportingComponent": EVENT_SOURCE,
+            "reportingInstance": EVENT_SOURCE,
+            "firstTimestamp": now[:19] + "Z",
+            "lastTimestamp": now[:19] + "Z",
+            "eventTime": now,
+            "action": reason,
+            "count": 1,
+        }
+        self._count("create")
+        await asyncio.to_thread(self.core.create_namespaced_event, ref["namespace"], body)
 
     # --- MCPPolicies -----------------------------------------------------------------------------
 

@@ -94,7 +94,10 @@ def plan_repairs(
             continue  # its children are not kept: deleted below
         kept.update((kind, name) for kind in mine)
         desired = build_children(pod, policy, ingress_selector)
-        drifted = any(not contains(mine.get(c["kind"]), c) for c in desired)
+        # Listed objects carry no apiVersion/kind: compare what we set, metadata and spec.
+        drifted = any(
+            not contains(mine.get(c["kind"]), {k: c[k] for k in ("metadata", "spec")}) for c in desired
+        )
         unwanted = set(mine) - {c["kind"] for c in desired}
         if drifted or unwanted:
             repairs.rewire.append((dict(pod), policy))

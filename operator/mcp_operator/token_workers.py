@@ -52,7 +52,7 @@ from mcp_operator.constants import (
     LABEL_POD,
     MANAGED_BY,
 )
-from mcp_operator.events import Events, KopfEvents, secret_reference
+from mcp_operator.events import Events, KubeEvents, secret_reference
 from mcp_operator.hubclient import HubClient, HubError, HubRefused, HubUnavailable
 from mcp_operator.kube import Kube
 from mcp_operator.names import label_value
@@ -113,7 +113,7 @@ class TokenReconciler:
         self.hub_public_url = hub_public_url
         self.retry_delay = retry_delay
         self.clock = clock
-        self.events: Events = events or KopfEvents()
+        self.events: Events = events or KubeEvents(kube)
         self._locks: dict[str, asyncio.Lock] = {}
         self._condition: dict[tuple[str, str], tuple[bool, str]] = {}  # last HubTokens written
         self._pod_trouble: dict[str, str] = {}  # pod uid -> reason of the last Warning Event
@@ -291,7 +291,7 @@ class TokenWorkers:
         self.retry_delay = retry_delay
         self.sleep = sleep
         self.clock = clock
-        self.events: Events = events or KopfEvents()
+        self.events: Events = events or KubeEvents(kube)
         self._issuers: dict[str, asyncio.Task[None]] = {}
         self._issued: set[str] = set()  # pod uids handled since start (then the rotation timer takes over)
         self._revokers: dict[str, asyncio.Task[None]] = {}

@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from mcp_operator.backoff import backoff_delay
 from mcp_operator.children import build_children, injected_policy
 from mcp_operator.constants import FIELD_MANAGER_STATUS
-from mcp_operator.events import Events, KopfEvents, pod_reference
+from mcp_operator.events import Events, KubeEvents, pod_reference
 from mcp_operator.index import PolicyIndex
 from mcp_operator.kube import CHILD_KINDS, Kube
 from mcp_operator.metrics import CHILDREN_APPLIED, RECONCILE_ERRORS
@@ -49,7 +49,7 @@ class ChildWiring:
         self.kube = kube
         self.index = index
         self.ingress_selector = ingress_selector
-        self.events: Events = events or KopfEvents()
+        self.events: Events = events or KubeEvents(kube)
         self.sleep = sleep
         self.clock = clock
         self.status_debounce = status_debounce

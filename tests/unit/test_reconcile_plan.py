@@ -34,6 +34,7 @@ def policy(name: str = "pol", **spec: Any) -> Policy:
 def as_served(child: dict[str, Any]) -> dict[str, Any]:
     """What the API server returns: our fields plus its defaults and bookkeeping."""
     served = copy.deepcopy(child)
+    del served["apiVersion"]  # a list's items carry none (the Kube layer puts the kind back)
     served["metadata"].update(uid="c-" + child["metadata"]["name"], resourceVersion="7", managedFields=[])
     if child["kind"] == "Service":
         served["spec"].update(clusterIP="10.0.0.9", sessionAffinity="None", ipFamilies=["IPv4"])

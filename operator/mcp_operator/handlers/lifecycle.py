@@ -39,5 +39,8 @@ async def clean_up(memo: OperatorState, **_: Any) -> None:
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
+    # A registry of our own starts without kopf's default login: the kubernetes client's, as the
+    # default registry would pick it (in-cluster credentials, else the kubeconfig).
+    kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.on.startup(registry=registry)(configure)
     kopf.on.cleanup(registry=registry)(clean_up)
