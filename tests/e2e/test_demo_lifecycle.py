@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from mcp_operator.localmode.processes import check_port_free
 
 from tests.harness.demo import DemoProcess, demo_args, running_demo
 from tests.harness.mcp import call, fails, mcp_client, text
+from tests.harness.paths import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -39,13 +39,6 @@ def _sidecars(demo: DemoProcess) -> list[psutil.Process]:
         except psutil.Error:
             pass
     return found
-
-
-def _wait(condition, what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.25)
 
 
 POLICY = """\
@@ -90,17 +83,17 @@ def test_server_stop_and_start_take_sidecar_and_route_along(carol_demo: DemoProc
     assert len(sidecar_pids) == 1
 
     assert httpx.delete(hub, headers=demo.service_headers, timeout=60).status_code in (202, 204)
-    _wait(lambda: "/user/carol/mcp" not in demo.routes(), "the MCP route to go")
-    _wait(lambda: not any(psutil.pid_exists(pid) for pid in sidecar_pids), "the sidecar to stop")
+    eventually("the MCP route to go", lambda: "/user/carol/mcp" not in demo.routes(), timeout=90)
+    eventually("the sidecar to stop", lambda: not any(map(psutil.pid_exists, sidecar_pids)), timeout=90)
     assert httpx.post(f"{demo.public_url}/user/carol/mcp", timeout=30).status_code != 200
 
     def server_gone() -> bool:
         model = httpx.get(hub.removesuffix("/server"), headers=demo.service_headers, timeout=30).json()
         return "" not in model.get("servers", {})
 
-    _wait(server_gone, "the hub to finish stopping the server")
+    eventually("the hub to finish stopping the server", server_gone, timeout=90)
     assert httpx.post(hub, headers=demo.service_headers, timeout=60).status_code in (201, 202)
-    _wait(lambda: "/user/carol/mcp" in demo.routes(), "the MCP route to come back")
+    eventually("the MCP route to come back", lambda: "/user/carol/mcp" in demo.routes(), timeout=90)
     second = demo.routes()["/user/carol/mcp"]["target"]
     assert httpx.get(f"{second}/readyz", timeout=30).json()["ready"] is True
     assert {p.pid for p in _sidecars(demo)}.isdisjoint(sidecar_pids), "a new sidecar for the new server"
@@ -111,7 +104,7 @@ async def test_a_named_server_gets_its_own_endpoint_and_scope(carol_demo: DemoPr
     hub = f"http://127.0.0.1:{demo.hub_port}/hub/api/users/carol"
     started = httpx.post(f"{hub}/servers/lab", headers=demo.service_headers, json={}, timeout=60)
     assert started.status_code in (201, 202), started.text
-    _wait(lambda: "/user/carol/lab/mcp" in demo.routes(), "the named server's MCP route")
+    eventually("the named server's MCP route", lambda: "/user/carol/lab/mcp" in demo.routes(), timeout=90)
     lab_url = f"{demo.public_url}/user/carol/lab/mcp"
     minted = httpx.post(
         f"{hub}/tokens",
@@ -131,7 +124,7 @@ async def test_a_named_server_gets_its_own_endpoint_and_scope(carol_demo: DemoPr
 
     stopped = httpx.delete(f"{hub}/servers/lab", headers=demo.service_headers, timeout=60)
     assert stopped.status_code in (202, 204)
-    _wait(lambda: "/user/carol/lab/mcp" not in demo.routes(), "the named server's route to go")
+    eventually("the named route to go", lambda: "/user/carol/lab/mcp" not in demo.routes(), timeout=90)
 
 
 def test_a_sidecar_that_cannot_start_fails_the_spawn_with_its_reason(tmp_path: Path) -> None:
