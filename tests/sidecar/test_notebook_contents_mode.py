@@ -69,12 +69,10 @@ async def test_a_concurrent_save_is_never_overwritten(jupyter_plain) -> None:
                 async with httpx.AsyncClient(
                     base_url=jupyter_plain.url, headers=jupyter_plain.headers
                 ) as http:
-                    model = (await http.get(f"api/contents/{path}")).json()
-                    model["content"]["cells"][0]["source"] = "human save"
-                    put = await http.put(
-                        f"api/contents/{path}",
-                        json={"type": "notebook", "format": "json", "content": model["content"]},
-                    )
+                    content = await saved_notebook(jupyter_plain, path)  # through the Contents API
+                    content["cells"][0]["source"] = "human save"
+                    model = {"type": "notebook", "format": "json", "content": content}
+                    put = await http.put(f"api/contents/{path}", json=model)
                     assert put.status_code == 200
         assert sources(await saved_notebook(jupyter_plain.root, path)) == ["human save"]
     finally:
