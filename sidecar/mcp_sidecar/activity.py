@@ -46,7 +46,7 @@ class ActivityReporter:
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._last_post: float | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[bool] | None = None
         self._failing = False
 
     @property

@@ -45,7 +45,7 @@ class Room:
     def __init__(self, path: str, ws: ClientConnection) -> None:
         self.path = path
         self.ws = ws
-        self.doc = Doc()
+        self.doc: Doc[Any] = Doc()
         self.notebook = YNotebook(self.doc)
         self._snapshot = Snapshot(self.notebook)  # what reads are served from
         self.synced = asyncio.Event()
