@@ -3,31 +3,20 @@
 The mode sets the ceiling: read-only offers the read tools, edit adds the edit tools, execute adds
 the execute tools. A non-empty allow list narrows that to the tools named; the deny list always
 wins. The allow list never lifts a tool above the mode (an operator that writes MCP_MODE=read-only
-means it, whatever else the policy lists).
+means it, whatever else the policy lists). Each tool's tier is declared in catalog.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
-READ_TOOLS = frozenset(
-    {"list_files", "open_notebook", "read_notebook", "read_cell", "get_execution", "list_kernels"}
-)
-EDIT_TOOLS = frozenset(
-    {
-        "create_notebook",
-        "insert_cell",
-        "overwrite_cell",
-        "edit_cell",
-        "delete_cells",
-        "move_cell",
-        "clear_outputs",
-    }
-)
-EXECUTE_TOOLS = frozenset(
-    {"execute_cell", "insert_and_execute", "execute_code", "interrupt_kernel", "restart_kernel"}
-)
+from .catalog import TOOLS, Tier, names_in
+
+READ_TOOLS = names_in("read")
+EDIT_TOOLS = names_in("edit")
+EXECUTE_TOOLS = names_in("execute")
 ALL_TOOLS = READ_TOOLS | EDIT_TOOLS | EXECUTE_TOOLS
 
 MODE_TOOLS = {
@@ -37,14 +26,8 @@ MODE_TOOLS = {
 }
 
 
-def category(tool: str) -> str:
-    if tool in READ_TOOLS:
-        return "read"
-    if tool in EDIT_TOOLS:
-        return "edit"
-    if tool in EXECUTE_TOOLS:
-        return "execute"
-    return "unknown"
+def category(tool: str) -> Tier | Literal["unknown"]:
+    return next((t.tier for t in TOOLS if t.name == tool), "unknown")
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from typing import Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
 
 from . import metrics
+from .catalog import TOOLS
 from .config import Settings
 from .guard import Guard, Identity, ToolCall, ToolRefused, current_call
 from .jupyter.cells import empty_notebook, insertion_index, move, new_cell, resolve, source_text
@@ -34,11 +35,6 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 CellRef = int | str
 
-READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
-EDIT = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
-DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
-# Running code can do anything the kernel can (delete files, overwrite state): destructive.
-EXECUTE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
 
 # Answer before common client request timeouts (60 s); the cell keeps running and
 # get_execution picks it up.
@@ -74,7 +70,7 @@ def _text(text: str, **structured: Any) -> CallToolResult:
     )
 
 
-def _outputs_content(parts: list[TextPart | ImagePart]) -> list[TextContent | ImageContent]:
+def _outputs_content(parts: list[TextPart | ImagePart]) -> list[ContentBlock]:
     return [
         TextContent(type="text", text=p.text)
         if isinstance(p, TextPart)
@@ -156,29 +152,10 @@ class NotebookTools:
     # -- registration --------------------------------------------------------------------------
 
     def register(self, mcp: MCPServer) -> None:
-        tools: list[tuple[Callable[..., Any], ToolAnnotations]] = [
-            (self.list_files, READ),
-            (self.create_notebook, EDIT),
-            (self.open_notebook, READ),
-            (self.read_notebook, READ),
-            (self.read_cell, READ),
-            (self.insert_cell, EDIT),
-            (self.overwrite_cell, DESTRUCTIVE),
-            (self.edit_cell, DESTRUCTIVE),
-            (self.delete_cells, DESTRUCTIVE),
-            (self.move_cell, EDIT),
-            (self.clear_outputs, DESTRUCTIVE),
-            (self.execute_cell, EXECUTE),
-            (self.insert_and_execute, EXECUTE),
-            (self.execute_code, EXECUTE),
-            (self.get_execution, READ),
-            (self.list_kernels, READ),
-            (self.interrupt_kernel, EXECUTE),
-            (self.restart_kernel, DESTRUCTIVE),
-        ]
-        for fn, hints in tools:
-            if self.guard.is_listed(fn.__name__):
-                mcp.add_tool(fn, name=fn.__name__, annotations=hints, structured_output=False)
+        for tool in TOOLS:
+            if self.guard.is_listed(tool.name):
+                fn = getattr(self, tool.name)
+                mcp.add_tool(fn, name=tool.name, annotations=tool.hints, structured_output=False)
 
     async def refuse(self, ctx: Context, tool: str, arguments: dict[str, Any]) -> CallToolResult:
         """A call to a tool the policy forbids (so it is not listed): the guard refuses it with the
@@ -376,7 +353,7 @@ class NotebookTools:
             source = source_text(data)
             count = data.get("execution_count")
             header = f"[{index}] {data['cell_type']} id={cell_id}" + (f" [{count}]" if count else "")
-            content: list[TextContent | ImageContent] = []
+            content: list[ContentBlock] = []
             if output_offset == 0:
                 content.append(TextContent(type="text", text=f"{header}\n{source}"))
             shaped = _counted(

@@ -12,14 +12,22 @@ def test_categories_are_disjoint_and_cover_every_tool() -> None:
     assert category("execute_code") == "execute" and category("rm_rf") == "unknown"
 
 
-def test_the_categories_match_the_registered_tools() -> None:
+def test_every_declared_tool_is_a_tool_method_and_every_tool_method_is_declared() -> None:
     import inspect
 
     from mcp_sidecar import tools
+    from mcp_sidecar.catalog import TOOLS
 
-    source = inspect.getsource(tools.NotebookTools.register)
-    registered = {name for name in ALL_TOOLS if f"self.{name}," in source}
-    assert registered == ALL_TOOLS
+    declared = {t.name for t in TOOLS}
+    assert declared == ALL_TOOLS
+    assert len(declared) == len(TOOLS), "a tool is declared twice"
+    # A tool method is a public coroutine taking the MCP context first.
+    methods = {
+        name
+        for name, fn in inspect.getmembers(tools.NotebookTools, inspect.iscoroutinefunction)
+        if not name.startswith("_") and list(inspect.signature(fn).parameters)[1:2] == ["ctx"]
+    }
+    assert methods - {"refuse"} == declared
 
 
 @pytest.mark.parametrize(
