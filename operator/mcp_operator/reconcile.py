@@ -77,8 +77,12 @@ def plan_repairs(
     actual: dict[tuple[ChildKind, str], Mapping[str, Any]] = {}
     for child in children:
         actual[(child["kind"], child["metadata"]["name"])] = child
+    # A Secret being deleted (its finalizer revokes the token) holds no token any more.
     owners_with_token = {
-        _owner_uid(s) for s in secrets if (s["metadata"].get("annotations") or {}).get(ANN_TOKEN_ID)
+        _owner_uid(s)
+        for s in secrets
+        if (s["metadata"].get("annotations") or {}).get(ANN_TOKEN_ID)
+        and not s["metadata"].get("deletionTimestamp")
     }
     kept: set[tuple[ChildKind, str]] = set()
     for pod in pods:

@@ -55,9 +55,9 @@ def one(objects: list[dict], kind: str) -> dict:
 # (apiGroup, resource, verbs) in the release namespace: what the operator's code and kopf call.
 NAMESPACED: list[tuple[str, str, tuple[str, ...]]] = [
     ("", "pods", ("get", "list", "watch")),
-    ("", "services", ("create", "patch")),
-    ("networking.k8s.io", "ingresses", ("create", "patch", "delete")),
-    ("networking.k8s.io", "networkpolicies", ("create", "patch", "delete")),
+    ("", "services", ("create", "patch", "list", "delete")),
+    ("networking.k8s.io", "ingresses", ("create", "patch", "list", "delete")),
+    ("networking.k8s.io", "networkpolicies", ("create", "patch", "list", "delete")),
     ("", "secrets", ("create", "get", "list", "watch", "patch", "update", "delete")),
     ("", "events", ("create",)),
     ("mcp.jupyterhub.org", "mcppolicies", ("get", "list", "watch")),

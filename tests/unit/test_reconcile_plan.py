@@ -115,6 +115,27 @@ def test_a_running_pod_without_its_token_secret_is_reissued() -> None:
     )
 
 
+def test_a_token_secret_being_deleted_counts_as_none() -> None:
+    p = policy(tokens={"issue": True})
+    running = pod("alice", "u1")
+    children = served_children(running, p=p)
+
+    def secret(**meta: object) -> dict:
+        return {
+            "metadata": {
+                "name": "mcp-token-alice",
+                "annotations": {"mcp.jupyterhub.org/token-id": "a1"},
+                "ownerReferences": [{"kind": "Pod", "uid": "u1"}],
+                **meta,
+            }
+        }
+
+    assert plan_repairs([running], children, [secret()], [p], SELECTOR).reissue == []
+    going = secret(deletionTimestamp="2026-01-01T00:00:00Z")
+    reissue = plan_repairs([running], children, [going], [p], SELECTOR).reissue
+    assert [x["metadata"]["uid"] for x in reissue] == ["u1"]
+
+
 def test_pods_not_ours_are_left_alone() -> None:
     p = policy()
     plain = pod("dave", "u9")
