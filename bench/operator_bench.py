@@ -30,7 +30,7 @@ import httpx
 from kubernetes import client
 
 from tests.fixtures.controlplane import control_plane_bin_dir, missing_binaries, start_control_plane
-from tests.operator.operator_harness import OperatorProcess, eventually, install_crd, policy_object, user_pod
+from tests.harness.operator import OperatorProcess, eventually, install_crd, policy_object, user_pod
 
 RESULTS = Path(__file__).parent / "results"
 TARGETS = {"wired_s_per_500_pods": 60.0, "webhook_p99_ms": 10.0}

@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.operator_bench import count_children
 from tests.fixtures.controlplane import control_plane_bin_dir, missing_binaries, start_control_plane
-from tests.operator.operator_harness import OperatorProcess, eventually, install_crd, policy_object, user_pod
+from tests.harness.operator import OperatorProcess, eventually, install_crd, policy_object, user_pod
 
 RESULTS = Path(__file__).parent / "results"
 TARGETS = {"pass_s_2000_pods": 10.0, "operator_rss_mib": 200.0, "writes_per_idle_pass": 0}

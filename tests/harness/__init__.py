@@ -14,4 +14,5 @@ these helpers); no test module imports another (tests/unit/test_layout.py checks
 | notebooks   | unique, write_notebook, sources, saved_notebook (the one reader of saved notebooks) |
 | ydoc        | human: a second Y client in a notebook's room (a JupyterLab tab), wait_until |
 | chart       | helm and rendered manifests, the operator's RBAC written once |
+| operator    | OperatorProcess (the real operator), its webhook registration, user pods, policies |
 """

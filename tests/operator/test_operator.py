@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.controlplane import make_ca, sign_cert
-from tests.operator.operator_harness import (
+from tests.harness.operator import (
     GROUP,
     PLURAL,
     SIDECAR_IMAGE,

@@ -30,7 +30,7 @@ from mcp_operator.constants import ANN_INJECTED
 from mcp_operator.hubclient import HubClient, HubRefused, HubUnavailable
 
 from tests.fixtures.tools import NODE_BIN, REPO, VENV_BIN, eventually, free_port
-from tests.operator.operator_harness import create_policy
+from tests.harness.operator import create_policy
 
 WAIT = 90.0  # seconds; generous for a loaded two-core machine
 SERVICE_TOKEN = "mcp-operator-test-" + uuid.uuid4().hex
@@ -222,7 +222,7 @@ def test_client_rejects_missing_configuration() -> None:
 @pytest.fixture(scope="module")
 def policy_crd(controlplane: Any) -> None:
     """The real MCPPolicy CRD, installed the way the operator tests install it."""
-    from tests.operator.operator_harness import install_crd
+    from tests.harness.operator import install_crd
 
     install_crd(controlplane)
 
@@ -672,7 +672,7 @@ def test_full_operator_issues_and_the_webhook_mounts_the_secret(cluster: TokenCl
     """The shipped process (`jupyterhub-mcp-operator`: webhook + all handlers) with the hub service
     configured as the chart configures it: the user's pod is injected with the token Secret mounted
     read-only into the notebook container, and the operator fills that Secret with a working token."""
-    from tests.operator.operator_harness import OperatorProcess, user_pod
+    from tests.harness.operator import OperatorProcess, user_pod
 
     core, ns = cluster.core, cluster.namespace
     spec = {"selection": {"users": ["alice"]}, "tokens": {"issue": True}}

@@ -15,17 +15,17 @@ from typing import Any
 import httpx
 import yaml
 from kubernetes import client
+from mcp_operator.constants import GROUP, PLURAL, VERSION
 from mcp_operator.names import safe_slug
 
-from tests.fixtures.tools import REPO, VENV_BIN, free_port
-from tests.fixtures.tools import eventually as _poll
+from tests.harness.paths import REPO, VENV_BIN, free_port
+from tests.harness.paths import eventually as _poll
 
 WAIT = 120.0  # seconds; generous for a loaded two-core machine
 CRD_FILE = REPO / "crds" / "mcppolicy.yaml"
 # What the chart passes as MCP_SIDECAR_IMAGE; not the built-in default, so a test sees which applied.
 SIDECAR_IMAGE = "registry.example.org/jupyterhub-mcp/sidecar:test"
 GOLDEN_POD = REPO / "tests" / "golden" / "injection" / "default-server" / "input.yaml"
-GROUP, VERSION, PLURAL = "mcp.jupyterhub.org", "v1alpha1", "mcppolicies"
 
 
 eventually = partial(_poll, timeout=WAIT)
