@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from mcp_operator.localmode.processes import check_port_free
+from mcp_local.processes import check_port_free
 
 from tests.harness.demo import DemoProcess, demo_args, running_demo
 from tests.harness.mcp import call, fails, mcp_client, text

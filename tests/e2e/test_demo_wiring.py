@@ -7,8 +7,8 @@ import stat
 import httpx
 import psutil
 import pytest
+from mcp_local.sidecar_env import demo_policy
 from mcp_operator.injection import policy_environment
-from mcp_operator.localmode.sidecar_env import demo_policy
 from mcp_operator.policy import Policy
 
 from tests.harness.demo import DemoProcess, User

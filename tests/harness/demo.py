@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import psutil
-from mcp_operator.localmode.processes import die_with_parent
+from mcp_local.processes import die_with_parent
 
 from tests.harness.jupyter import ServerAddress
 from tests.harness.paths import VENV_BIN, free_port

@@ -9,8 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from mcp_operator.injection import sidecar_environment
-from mcp_operator.localmode.plan import (
+from mcp_local.plan import (
     DemoOptions,
     Endpoint,
     OptionsError,
@@ -20,9 +19,10 @@ from mcp_operator.localmode.plan import (
     parse_users,
     token_scopes,
 )
-from mcp_operator.localmode.processes import PortInUse, check_port_free
-from mcp_operator.localmode.routes import route_path
-from mcp_operator.localmode.sidecar_env import demo_policy, local_sidecar_environment
+from mcp_local.processes import PortInUse, check_port_free
+from mcp_local.routes import route_path
+from mcp_local.sidecar_env import demo_policy, local_sidecar_environment
+from mcp_operator.injection import sidecar_environment
 from mcp_operator.policy import Policy
 from mcp_sidecar.config import Settings
 
@@ -108,7 +108,7 @@ def test_hub_config_grants_the_service_only_the_demo_users(tmp_path: Path) -> No
     assert sorted(role["scopes"]) == sorted(
         ["servers!user=alice", "tokens!user=alice", "servers!user=bob", "tokens!user=bob"]
     )
-    assert config["JupyterHub"]["spawner_class"].endswith("localmode.spawner.MCPLocalSpawner")
+    assert config["JupyterHub"]["spawner_class"] == "mcp_local.spawner.MCPLocalSpawner"
     assert config["MCPLocalSpawner"]["mcp_policy"] == demo_policy()
     assert config["ConfigurableHTTPProxy"]["api_url"] == "http://127.0.0.1:8001"
     assert str(tmp_path) in config["JupyterHub"]["db_url"]

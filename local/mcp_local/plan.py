@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcp_operator.localmode.sidecar_env import demo_policy
 from mcp_operator.tokens import mcp_http_config, mcp_path, mcp_remote_config, server_scope
+
+from .sidecar_env import demo_policy
 
 SERVICE_NAME = "jupyterhub-mcp-demo"
 TOKEN_NOTE = "jupyterhub-mcp demo endpoint token"
@@ -129,7 +130,7 @@ def hub_config(
             "db_url": f"sqlite:///{state / 'jupyterhub.sqlite'}",
             "cookie_secret_file": str(state / "jupyterhub_cookie_secret"),
             "pid_file": str(state / "jupyterhub.pid"),
-            "spawner_class": "mcp_operator.localmode.spawner.MCPLocalSpawner",
+            "spawner_class": "mcp_local.spawner.MCPLocalSpawner",
             "authenticator_class": "dummy",
             "cleanup_servers": True,
             "allow_named_servers": True,  # /user/<name>/<server>/mcp works the same way

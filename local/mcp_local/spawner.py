@@ -24,9 +24,8 @@ import httpx
 import psutil
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from jupyterhub.utils import wait_for_http_server
-from traitlets import Dict, Float, Integer, List, Unicode, default
-
 from mcp_operator.policy import Policy
+from traitlets import Dict, Float, Integer, List, Unicode, default
 
 from .processes import die_with_parent, free_port, tail
 from .routes import ProxyError, ProxyRoutes, ProxyUnreachable, route_path

@@ -23,7 +23,6 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 import httpx
-
 from mcp_operator.hubclient import HubClient, HubError, HubRefused
 
 from .plan import TOKEN_NOTE, DemoOptions, Endpoint, endpoint_url, hub_config, token_scopes

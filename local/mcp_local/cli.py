@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from mcp_operator.policy import Policy, PolicyError
 
 from .plan import DemoOptions, OptionsError, parse_port_range, parse_users
