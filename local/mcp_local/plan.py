@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcp_operator.tokens import mcp_http_config, mcp_path, mcp_remote_config, server_scope
+from mcp_operator import endpoint
 
 from .sidecar_env import demo_policy
 
@@ -191,14 +191,15 @@ class Endpoint:
         return {
             "url": self.url,
             "token": self.token,
-            **mcp_http_config(self.url, self.token, self.server_name),
-            "mcpRemote": mcp_remote_config(self.url, self.token, self.server_name),
+            **endpoint.mcp_http_config(self.url, self.token, self.server_name),
+            "mcpRemote": endpoint.mcp_remote_config(self.url, self.token, self.server_name),
         }
 
 
 def endpoint_url(options: DemoOptions, user: str, server_name: str = "") -> str:
-    return options.public_url + mcp_path(user, server_name)
+    """The user's endpoint on the demo's public proxy, as the operator builds it on the hub's."""
+    return endpoint.endpoint_url(user, server_name, route_host=None, hub_public_url=options.public_url)
 
 
 def token_scopes(user: str, server_name: str = "") -> list[str]:
-    return [server_scope(user, server_name)]
+    return [endpoint.server_scope(user, server_name)]

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from mcp_operator import endpoint
 
 MARK = "jupyterhub_mcp"
 
@@ -26,7 +27,7 @@ class ProxyUnreachable(ProxyError):
 
 def route_path(service_prefix: str) -> str:
     """``/user/alice/`` -> ``/user/alice/mcp``: the path the sidecar itself serves (Settings.mcp_path)."""
-    return service_prefix.rstrip("/") + "/mcp"
+    return endpoint.mcp_path_under(service_prefix)
 
 
 class ProxyRoutes:

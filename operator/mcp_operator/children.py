@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcp_operator.constants import ANN_GENERATION, ANN_INJECTED, LABEL_POD, LABEL_POLICY, MANAGED_BY
+from mcp_operator.endpoint import mcp_path
 from mcp_operator.injection import PORT_NAME, injected_port
 from mcp_operator.names import child_name, label_value
 from mcp_operator.policy import PodIdentity, Policy
-from mcp_operator.tokens import mcp_path
 
 DEFAULT_INGRESS_SELECTOR = "app.kubernetes.io/name=ingress-nginx"
 

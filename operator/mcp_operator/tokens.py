@@ -1,5 +1,6 @@
 """Per-user hub tokens, pure core: which token a server gets, when to re-mint, what to revoke,
 and the Secret that hands the token (plus a ready-to-use MCP client configuration) to the user.
+The endpoint's path, URL, scope and client configurations are `endpoint.py`'s.
 
 No I/O here. `hubclient.py` talks to the hub, `token_handlers.py` runs the plan against the hub and
 the Kubernetes API.
@@ -20,7 +21,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from mcp_operator.backoff import backoff_delay
 from mcp_operator.constants import (
@@ -31,6 +31,10 @@ from mcp_operator.constants import (
     ANN_USER,
     FINALIZER,
 )
+
+# endpoint_url is re-exported: token_workers builds the Secret's URL through this module.
+from mcp_operator.endpoint import endpoint_url as endpoint_url
+from mcp_operator.endpoint import mcp_http_config, mcp_remote_config, server_scope
 
 NOTE_PREFIX = "jupyterhub-mcp sidecar access"
 _NOTE_POD = re.compile(r" pod=([0-9A-Za-z-]+)$")
@@ -64,12 +68,6 @@ def token_secret_name(user: str, server_name: str) -> str:
         digest = hashlib.sha256(name.encode()).hexdigest()[:12]
         name = f"{name[: _MAX_NAME - 13]}-{digest}"
     return name
-
-
-def server_scope(user: str, server_name: str) -> str:
-    """The narrowest scope reaching one server: `access:servers!server=alice/` for the default one
-    (the hub accepts the empty server name; checked against a real hub in the tests)."""
-    return f"access:servers!server={user}/{server_name}"
 
 
 def token_note(policy: str, pod_uid: str) -> str:
@@ -230,57 +228,6 @@ def plan_tokens(
 def tokens_of_pod(hub_tokens: Iterable[HubToken], pod_uid: str) -> list[str]:
     """Ids of our tokens minted for this pod: what its deletion revokes."""
     return sorted(t.id for t in hub_tokens if note_pod_uid(t.note) == pod_uid)
-
-
-def mcp_path(user: str, server_name: str) -> str:
-    """`/user/<name>/mcp` (`/user/<name>/<server>/mcp`), escaped the way the hub escapes prefixes."""
-    prefix = f"/user/{quote(user, safe='@~')}/"
-    if server_name:
-        prefix += f"{quote(server_name, safe='@~')}/"
-    return prefix + "mcp"
-
-
-def endpoint_url(user: str, server_name: str, *, route_host: str | None, hub_public_url: str | None) -> str:
-    """The user's MCP endpoint: on the policy's route host when there is one, else on the hub."""
-    if route_host:
-        base = route_host if "://" in route_host else f"https://{route_host}"
-    elif hub_public_url:
-        base = hub_public_url
-    else:
-        # Neither known to the operator: the path is still right on whatever host serves the hub.
-        base = ""
-    return base.rstrip("/") + mcp_path(user, server_name)
-
-
-def client_config_name(server_name: str) -> str:
-    return f"jupyterhub-{server_name}" if server_name else "jupyterhub"
-
-
-def mcp_remote_config(url: str, token: str, server_name: str) -> dict[str, Any]:
-    """For stdio-only clients (Claude Desktop and the like): `npx mcp-remote <url> --header ...`.
-    The header value comes from env because some hosts split arguments on spaces."""
-    return {
-        "mcpServers": {
-            client_config_name(server_name): {
-                "command": "npx",
-                "args": ["-y", "mcp-remote", url, "--header", "Authorization:${AUTH_HEADER}"],
-                "env": {"AUTH_HEADER": f"Bearer {token}"},
-            }
-        }
-    }
-
-
-def mcp_http_config(url: str, token: str, server_name: str) -> dict[str, Any]:
-    """For clients that speak Streamable HTTP themselves: url + headers."""
-    return {
-        "mcpServers": {
-            client_config_name(server_name): {
-                "type": "http",
-                "url": url,
-                "headers": {"Authorization": f"Bearer {token}"},
-            }
-        }
-    }
 
 
 def token_secret(

@@ -28,6 +28,7 @@ import httpx
 import pytest
 import yaml
 from cryptography import x509
+from mcp_operator import endpoint
 
 from tests.harness.chart import CHART, NAMESPACED, flatten
 from tests.harness.paths import VENV_BIN, free_port
@@ -547,7 +548,7 @@ def test_operator_as_the_chart_service_account_does_its_whole_job(
         "JUPYTERHUB_API_URL": jupyterhub.api_url,
         "JUPYTERHUB_API_TOKEN": "server-token",
         "JUPYTERHUB_USER": user,
-        "JUPYTERHUB_SERVICE_PREFIX": f"/user/{user}/",
+        "JUPYTERHUB_SERVICE_PREFIX": endpoint.server_prefix(user),
     }
     pod = create_pod(
         controlplane,

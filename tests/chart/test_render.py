@@ -9,6 +9,7 @@ import tarfile
 import pytest
 import yaml
 from cryptography import x509
+from mcp_operator import endpoint
 
 from tests.harness.chart import CHART, FULL_VALUES, NAMESPACED, by_kind, flatten, flatten_rules, one, run_helm
 from tests.harness.paths import REPO
@@ -327,6 +328,7 @@ def test_notes_tell_the_admin_the_two_steps(helm_bin):
         'scopes: ["tokens"]',
         "hub.serviceToken.existingSecret",
         "kubectl -n jhub apply -f",
-        "https://<your hub host>/user/<name>/mcp",
+        f"https://<your hub host>{endpoint.MCP_PATH_TEMPLATE}",
+        f"https://<your hub host>{endpoint.NAMED_MCP_PATH_TEMPLATE}",
     ):
         assert expected in notes, expected

@@ -12,6 +12,7 @@ import httpx
 import psutil
 import pytest
 from mcp_local.processes import check_port_free
+from mcp_operator import endpoint
 
 from tests.harness.demo import DemoProcess, demo_args, running_demo
 from tests.harness.mcp import call, fails, mcp_client, text
@@ -83,9 +84,9 @@ def test_server_stop_and_start_take_sidecar_and_route_along(carol_demo: DemoProc
     assert len(sidecar_pids) == 1
 
     assert httpx.delete(hub, headers=demo.service_headers, timeout=60).status_code in (202, 204)
-    eventually("the MCP route to go", lambda: "/user/carol/mcp" not in demo.routes(), timeout=90)
+    eventually("the MCP route to go", lambda: endpoint.mcp_path("carol") not in demo.routes(), timeout=90)
     eventually("the sidecar to stop", lambda: not any(map(psutil.pid_exists, sidecar_pids)), timeout=90)
-    assert httpx.post(f"{demo.public_url}/user/carol/mcp", timeout=30).status_code != 200
+    assert httpx.post(demo.public_url + endpoint.mcp_path("carol"), timeout=30).status_code != 200
 
     def server_gone() -> bool:
         model = httpx.get(hub.removesuffix("/server"), headers=demo.service_headers, timeout=30).json()
@@ -93,8 +94,8 @@ def test_server_stop_and_start_take_sidecar_and_route_along(carol_demo: DemoProc
 
     eventually("the hub to finish stopping the server", server_gone, timeout=90)
     assert httpx.post(hub, headers=demo.service_headers, timeout=60).status_code in (201, 202)
-    eventually("the MCP route to come back", lambda: "/user/carol/mcp" in demo.routes(), timeout=90)
-    second = demo.routes()["/user/carol/mcp"]["target"]
+    eventually("the MCP route to come back", lambda: endpoint.mcp_path("carol") in demo.routes(), timeout=90)
+    second = demo.routes()[endpoint.mcp_path("carol")]["target"]
     assert httpx.get(f"{second}/readyz", timeout=30).json()["ready"] is True
     assert {p.pid for p in _sidecars(demo)}.isdisjoint(sidecar_pids), "a new sidecar for the new server"
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import psutil
 from mcp_local.processes import die_with_parent
+from mcp_operator import endpoint
 
 from tests.harness.jupyter import ServerAddress
 from tests.harness.paths import VENV_BIN, free_port
@@ -33,7 +34,7 @@ class User:
     @property
     def server_url(self) -> str:
         """The user's Jupyter server through the proxy (ends in /)."""
-        return self.url.removesuffix("mcp")
+        return self.url.removesuffix(endpoint.MCP_SEGMENT)
 
     @property
     def headers(self) -> dict[str, str]:

@@ -12,12 +12,13 @@ from kubernetes.client.exceptions import ApiException
 from mcp_operator import tokens as t
 from mcp_operator.backoff import backoff_delay
 from mcp_operator.constants import ANN_INJECTED
+from mcp_operator.endpoint import server_scope
 from mcp_operator.names import label_value
 from mcp_operator.policy import Policy, PolicyError
 from mcp_operator.token_workers import TokenReconciler, user_server
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-SCOPE = t.server_scope("alice", "")
+SCOPE = server_scope("alice", "")
 POD_UID = "0b7c5c0e-1111-4a4a-9999-123456789abc"
 
 
@@ -35,11 +36,6 @@ def hub_token(
         note=note if note is not None else t.token_note("default", pod_uid),
         expires_at=NOW + timedelta(seconds=expires_in),
     )
-
-
-def test_scope_is_the_single_server() -> None:
-    assert t.server_scope("alice", "") == "access:servers!server=alice/"
-    assert t.server_scope("a.b@x.org", "lab") == "access:servers!server=a.b@x.org/lab"
 
 
 def test_note_round_trip_and_foreign_notes() -> None:
@@ -63,7 +59,7 @@ def test_hub_model_parsing() -> None:
     listed = t.HubToken.from_model(model)
     assert listed.expires_at == datetime(2026, 1, 1, 13, 0, 0, 123456, tzinfo=UTC)
     assert listed.is_ours_for(SCOPE)
-    assert not listed.is_ours_for(t.server_scope("alice", "other"))
+    assert not listed.is_ours_for(server_scope("alice", "other"))
     minted = t.MintedToken.from_model(model)
     assert minted.value == "secret-value"
     assert "secret-value" not in repr(minted)
@@ -109,7 +105,7 @@ def test_plan_keeps_a_fresh_token_and_revokes_strays() -> None:
         hub_token("a1"),
         hub_token("a2"),  # minted, then the operator died before writing the Secret
         hub_token("a3", pod_uid="earlier-pod-uid"),  # an earlier pod of the same server
-        hub_token("a4", scope=t.server_scope("alice", "lab")),  # another server: not ours to touch
+        hub_token("a4", scope=server_scope("alice", "lab")),  # another server: not ours to touch
         hub_token("a5", note="Requested via api"),  # the user's own token
     ]
     plan = t.plan_tokens(NOW, live, listed, SCOPE, 600)
@@ -149,17 +145,6 @@ def test_live_token_only_from_this_pods_secret() -> None:
 def test_tokens_of_pod() -> None:
     listed = [hub_token("a1"), hub_token("a2", pod_uid="other"), hub_token("a3", note="mine")]
     assert t.tokens_of_pod(listed, POD_UID) == ["a1"]
-
-
-def test_endpoint_url() -> None:
-    assert t.endpoint_url("alice", "", route_host="mcp.example.org", hub_public_url="http://hub") == (
-        "https://mcp.example.org/user/alice/mcp"
-    )
-    assert t.endpoint_url("a b@x.org", "lab", route_host=None, hub_public_url="http://127.0.0.1:8000/") == (
-        "http://127.0.0.1:8000/user/a%20b@x.org/lab/mcp"
-    )
-    # neither known: the path, which is right on whatever host serves the hub
-    assert t.endpoint_url("alice", "", route_host=None, hub_public_url=None) == "/user/alice/mcp"
 
 
 def test_secret_manifest() -> None:

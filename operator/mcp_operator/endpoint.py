@@ -1,0 +1,91 @@
+"""The endpoint contract, pure: where a user's MCP endpoint is, which token scope reaches it, and
+the client configurations a user is handed. The one place these are spelled.
+
+Used by the operator (the Ingress path, the token Secret), by local mode (the proxy route, the
+printed endpoints, ``mcp.json``) and by the tests. The sidecar serves the same path from its own
+environment: ``JUPYTERHUB_SERVICE_PREFIX`` + ``mcp`` (``mcp_sidecar.config.Settings.mcp_path``).
+
+No I/O and no third-party imports here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+# The last path segment of every MCP endpoint, under the server's prefix.
+MCP_SEGMENT = "mcp"
+
+
+def server_prefix(user: str, server_name: str = "") -> str:
+    """`/user/<name>/` (`/user/<name>/<server>/`), escaped the way the hub escapes prefixes."""
+    prefix = f"/user/{quote(user, safe='@~')}/"
+    if server_name:
+        prefix += f"{quote(server_name, safe='@~')}/"
+    return prefix
+
+
+def mcp_path_under(prefix: str) -> str:
+    """The MCP path under a server prefix as the hub hands it (`JUPYTERHUB_SERVICE_PREFIX`):
+    `/user/alice/` -> `/user/alice/mcp`."""
+    return prefix.rstrip("/") + "/" + MCP_SEGMENT
+
+
+def mcp_path(user: str, server_name: str = "") -> str:
+    """`/user/<name>/mcp` (`/user/<name>/<server>/mcp`), escaped the way the hub escapes prefixes."""
+    return mcp_path_under(server_prefix(user, server_name))
+
+
+# For humans (chart NOTES, docs): the path with placeholders, unescaped.
+MCP_PATH_TEMPLATE = mcp_path_under("/user/<name>/")
+NAMED_MCP_PATH_TEMPLATE = mcp_path_under("/user/<name>/<server name>/")
+
+
+def endpoint_url(user: str, server_name: str, *, route_host: str | None, hub_public_url: str | None) -> str:
+    """The user's MCP endpoint: on the policy's route host when there is one, else on the hub's
+    public URL (local mode: the proxy's). Neither known: the path alone, still right on whatever
+    host serves the hub."""
+    if route_host:
+        base = route_host if "://" in route_host else f"https://{route_host}"
+    elif hub_public_url:
+        base = hub_public_url
+    else:
+        base = ""
+    return base.rstrip("/") + mcp_path(user, server_name)
+
+
+def server_scope(user: str, server_name: str = "") -> str:
+    """The narrowest scope reaching one server: `access:servers!server=alice/` for the default one
+    (the hub accepts the empty server name; checked against a real hub in the tests)."""
+    return f"access:servers!server={user}/{server_name}"
+
+
+def client_config_name(server_name: str) -> str:
+    return f"jupyterhub-{server_name}" if server_name else "jupyterhub"
+
+
+def mcp_remote_config(url: str, token: str, server_name: str) -> dict[str, Any]:
+    """For stdio-only clients (Claude Desktop and the like): `npx mcp-remote <url> --header ...`.
+    The header value comes from env because some hosts split arguments on spaces."""
+    return {
+        "mcpServers": {
+            client_config_name(server_name): {
+                "command": "npx",
+                "args": ["-y", "mcp-remote", url, "--header", "Authorization:${AUTH_HEADER}"],
+                "env": {"AUTH_HEADER": f"Bearer {token}"},
+            }
+        }
+    }
+
+
+def mcp_http_config(url: str, token: str, server_name: str) -> dict[str, Any]:
+    """For clients that speak Streamable HTTP themselves: url + headers."""
+    return {
+        "mcpServers": {
+            client_config_name(server_name): {
+                "type": "http",
+                "url": url,
+                "headers": {"Authorization": f"Bearer {token}"},
+            }
+        }
+    }
