@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from mcp_operator.policy import Policy, PolicyError
 
 from .plan import DemoOptions, OptionsError, parse_port_range, parse_users
-from .processes import PortInUse
 from .sidecar_env import demo_policy
+
+# What `jupyterhub-mcp demo` imports or runs beyond the base install: the `demo` extra.
+DEMO_EXTRA_HINT = "pip install 'jupyterhub-mcp[demo]'"
+DEMO_MODULES = {
+    "jupyterhub": "jupyterhub",
+    "jupyter_server": "jupyter_server",
+    "jupyter_server_ydoc": "jupyter-collaboration",
+    "ipykernel": "ipykernel",
+    "psutil": "psutil",
+    "yaml": "pyyaml",
+}
+
+
+def missing_demo_packages() -> list[str]:
+    """The `demo` extra's distributions that are not installed (by their import names)."""
+    return [dist for module, dist in DEMO_MODULES.items() if importlib.util.find_spec(module) is None]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
         help="real JupyterHub + configurable-http-proxy + an MCP sidecar beside every user server",
         description="Starts JupyterHub (local processes) behind configurable-http-proxy, starts a server "
         "and its MCP sidecar for each demo user, and prints each user's MCP endpoint, a fresh token and "
-        "a client configuration. Ctrl-C stops everything.",
+        "a client configuration. Ctrl-C stops everything. "
+        f"Needs the demo extra ({DEMO_EXTRA_HINT}) and configurable-http-proxy (npm).",
     )
     demo.add_argument("--users", default="alice,bob", help="comma-separated demo users (default alice,bob)")
     demo.add_argument("--state-dir", default=".demo", type=Path, help="sqlite, secrets, logs, homes")
@@ -53,6 +69,8 @@ def load_policy(path: Path | None, mode: str | None) -> dict[str, Any]:
     if path is None:
         policy = demo_policy()
     else:
+        import yaml  # the demo extra; checked in main
+
         try:
             policy = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as exc:
@@ -86,9 +104,17 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    missing = missing_demo_packages()
+    if missing:
+        print(
+            f"jupyterhub-mcp demo: needs {', '.join(missing)}, not installed here: {DEMO_EXTRA_HINT}",
+            file=sys.stderr,
+        )
+        return 2
     from mcp_operator.hubclient import HubError  # after parsing: --help stays fast
 
     from .demo import DemoError, run_demo
+    from .processes import PortInUse
 
     try:
         options = options_from(args)
