@@ -29,8 +29,8 @@ tools: venv node controlplane
 demo: venv node
 	$(BIN)/jupyterhub-mcp demo
 
-# Type-checked code: the sidecar and local mode; the operator joins as its shells are cleaned up.
-MYPY_PATHS ?= sidecar/mcp_sidecar local/mcp_local
+# Type-checked code: all three programs (the tests are not yet).
+MYPY_PATHS ?= sidecar/mcp_sidecar operator/mcp_operator local/mcp_local
 
 test: tools
 	$(BIN)/ruff check .
