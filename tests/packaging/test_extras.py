@@ -182,14 +182,7 @@ def test_demo_install_has_what_the_demo_runs(venvs: dict[str, Path]) -> None:
 @pytest.mark.parametrize(
     "kind",
     [
-        pytest.param(
-            "sidecar",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="sidecar/Dockerfile still installs the wheel with the base dependencies (kopf "
-                "too); it should install only the `sidecar` extra's list, as operator/Dockerfile does",
-            ),
-        ),
+        "sidecar",
         "operator",
     ],
 )
