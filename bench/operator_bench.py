@@ -28,8 +28,14 @@ from typing import Any
 
 import httpx
 from kubernetes import client
+from mcp_operator.constants import GROUP, PLURAL, VERSION
 
-from tests.fixtures.controlplane import control_plane_bin_dir, missing_binaries, start_control_plane
+from tests.fixtures.controlplane import (
+    ControlPlane,
+    control_plane_bin_dir,
+    missing_binaries,
+    start_control_plane,
+)
 from tests.harness.operator import OperatorProcess, eventually, install_crd, policy_object, user_pod
 
 RESULTS = Path(__file__).parent / "results"
@@ -65,27 +71,33 @@ def count_children(api: client.ApiClient, namespace: str) -> tuple[int, int, int
     return counts[0], counts[1], counts[2]
 
 
-def run(pods: int, workdir: Path) -> dict[str, Any]:
+def start_bench_control_plane(workdir: Path) -> ControlPlane:
     bin_dir = control_plane_bin_dir()
     if missing := missing_binaries(bin_dir):
         raise SystemExit(f"control plane binaries missing in {bin_dir}: {missing}; run `make controlplane`")
-    cp = start_control_plane(bin_dir, workdir / "controlplane")
+    return start_control_plane(bin_dir, workdir / "controlplane")
+
+
+def policy_namespace(cp: ControlPlane, api: client.ApiClient, spec: dict[str, Any]) -> tuple[Any, str]:
+    """The CRD, a fresh namespace and one MCPPolicy ``class`` in it: (CoreV1Api, namespace)."""
+    install_crd(cp)
+    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": namespace}})
+    eventually("the default service account", lambda: core.list_namespaced_service_account(namespace).items)
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, policy_object("class", spec)
+    )
+    return core, namespace
+
+
+def run(pods: int, workdir: Path) -> dict[str, Any]:
+    cp = start_bench_control_plane(workdir)
     api = cp.api_client()
     op: OperatorProcess | None = None
     try:
-        install_crd(cp)
-        namespace = f"bench-{uuid.uuid4().hex[:6]}"
-        core = client.CoreV1Api(api)
-        core.create_namespace({"metadata": {"name": namespace}})
-        eventually(
-            "the default service account", lambda: core.list_namespaced_service_account(namespace).items
-        )
-        client.CustomObjectsApi(api).create_namespaced_custom_object(
-            "mcp.jupyterhub.org",
-            "v1alpha1",
-            namespace,
-            "mcppolicies",
-            policy_object("class", {"route": {"ingressClassName": "nginx", "host": "hub.example.org"}}),
+        core, namespace = policy_namespace(
+            cp, api, {"route": {"ingressClassName": "nginx", "host": "hub.example.org"}}
         )
         (workdir / "operator").mkdir()
         op = OperatorProcess(cp, namespace, workdir / "operator")

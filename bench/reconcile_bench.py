@@ -20,16 +20,13 @@ import platform
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.operator_bench import count_children
-from tests.fixtures.controlplane import control_plane_bin_dir, missing_binaries, start_control_plane
-from tests.harness.operator import OperatorProcess, eventually, install_crd, policy_object, user_pod
+from bench.operator_bench import count_children, policy_namespace, start_bench_control_plane
+from tests.harness.operator import OperatorProcess, eventually, user_pod
 
 RESULTS = Path(__file__).parent / "results"
 TARGETS = {"pass_s_2000_pods": 10.0, "operator_rss_mib": 200.0, "writes_per_idle_pass": 0}
@@ -60,23 +57,11 @@ def injected_pod(user: str) -> dict[str, Any]:
 
 
 def run(pods: int, passes: int, workdir: Path) -> dict[str, Any]:
-    bin_dir = control_plane_bin_dir()
-    if missing := missing_binaries(bin_dir):
-        raise SystemExit(f"control plane binaries missing in {bin_dir}: {missing}; run `make controlplane`")
-    cp = start_control_plane(bin_dir, workdir / "controlplane")
+    cp = start_bench_control_plane(workdir)
     api = cp.api_client()
     op: OperatorProcess | None = None
     try:
-        install_crd(cp)
-        namespace = f"bench-{uuid.uuid4().hex[:6]}"
-        core = client.CoreV1Api(api)
-        core.create_namespace({"metadata": {"name": namespace}})
-        eventually(
-            "the default service account", lambda: core.list_namespaced_service_account(namespace).items
-        )
-        client.CustomObjectsApi(api).create_namespaced_custom_object(
-            "mcp.jupyterhub.org", "v1alpha1", namespace, "mcppolicies", policy_object("class", {})
-        )
+        core, namespace = policy_namespace(cp, api, {})
         started = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
             list(
