@@ -728,7 +728,7 @@ class NotebookTools:
             execution.saved.set()
 
     async def _stop_overdue(self, execution: Execution, limit: float) -> None:
-        execution.interrupted_after = limit
+        execution.time_out(limit)
         await self._interrupt_quietly(execution.kernel_id)
         try:
             await asyncio.wait_for(execution.done.wait(), INTERRUPT_GRACE)

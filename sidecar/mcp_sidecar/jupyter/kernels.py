@@ -24,9 +24,9 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from ..outputs import append_output, output_from_message
 from .errors import JupyterError
 from .server import JupyterServer
+from .transitions import ExecutionState, Status, Step, kernel_death, parent_id
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +38,15 @@ QUEUED_CHECK_EVERY = 10.0  # s between checks that the kernel of a queued execut
 
 @dataclass
 class Execution:
-    """One execute request and everything the kernel answered to it."""
+    """One execute request: its state (``transitions.ExecutionState``), when things happened, and
+    the events waiters wait on."""
 
     id: str
     kernel_id: str
     code: str
     path: str | None = None
     cell_id: str | None = None
-    outputs: list[dict[str, Any]] = field(default_factory=list)
-    execution_count: int | None = None
-    reply: dict[str, Any] | None = None
-    idle: bool = False
-    failure: str | None = None  # the kernel died / vanished while running
-    interrupted_after: float | None = None  # set when a timeout interrupted it
+    state: ExecutionState = field(init=False)
     started: float = field(default_factory=time.monotonic)  # sent
     began: float | None = None  # the kernel started on it (a kernel runs one request at a time)
     finished_at: float | None = None
@@ -64,16 +60,28 @@ class Execution:
     saved: asyncio.Event = field(default_factory=asyncio.Event)
     save_error: str | None = None
 
+    def __post_init__(self) -> None:
+        self.state = ExecutionState(self.id)
+
     @property
-    def status(self) -> str:
-        if self.failure:
-            return "kernel-lost"
-        if not self.done.is_set():
-            # Sent while the kernel runs something else: it waits in the kernel's queue.
-            return "running" if self.began is not None else "queued"
-        if self.interrupted_after is not None:
-            return "timeout"
-        return str((self.reply or {}).get("status", "ok"))
+    def status(self) -> Status:
+        return self.state.status
+
+    @property
+    def outputs(self) -> list[dict[str, Any]]:
+        return self.state.outputs
+
+    @property
+    def execution_count(self) -> int | None:
+        return self.state.execution_count
+
+    @property
+    def failure(self) -> str | None:
+        return self.state.failure  # the kernel died / vanished while running
+
+    @property
+    def interrupted_after(self) -> float | None:
+        return self.state.interrupted_after  # set when a timeout interrupted it
 
     @property
     def elapsed(self) -> float:
@@ -94,26 +102,27 @@ class Execution:
             return False
         return True
 
-    def _maybe_finish(self) -> None:
-        if self.idle and self.reply is not None:
-            self._finish()
+    def apply(self, msg: dict[str, Any]) -> None:
+        """One kernel message for this request: the transition, then its timestamps and events."""
+        self._took(self.state.apply(msg))
 
-    def _finish(self) -> None:
-        if not self.done.is_set():
+    def fail(self, reason: str) -> None:
+        self._took(self.state.lose(reason))
+
+    def time_out(self, after: float) -> None:
+        self.state.time_out(after)
+
+    def _took(self, step: Step) -> None:
+        if step.began and self.began is None:
+            self.began = time.monotonic()
+            self.acknowledged.set()
+        if step.changed:
+            self.changed()
+        if step.finished:
             self.finished_at = time.monotonic()
             self.done.set()
             self.acknowledged.set()  # whoever waits for the start must not outlive the end
             self.changed()
-
-    def began_now(self) -> None:
-        if self.began is None:
-            self.began = time.monotonic()
-            self.acknowledged.set()
-
-    def fail(self, reason: str) -> None:
-        if not self.done.is_set():
-            self.failure = reason
-            self._finish()
 
 
 class KernelConnection:
@@ -193,40 +202,23 @@ class KernelConnection:
             )
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
-        msg_type = msg.get("msg_type") or msg.get("header", {}).get("msg_type", "")
-        content = msg.get("content") or {}
-        if msg_type == "status" and content.get("execution_state") in ("restarting", "dead"):
-            state = content["execution_state"]
-            if state == "dead":
+        death = kernel_death(msg)
+        if death is not None:
+            if death == "dead":
                 self.lost = "the kernel is dead and Jupyter could not restart it"
             self._fail_all(
                 f"kernel {self.kernel_id} died while this was running"
                 + (
                     " and Jupyter restarted it: all variables and imports are lost"
-                    if state == "restarting"
+                    if death == "restarting"
                     else f" and could not be restarted; {RESTART_HINT}"
                 )
             )
             return
-        execution = self._running.get((msg.get("parent_header") or {}).get("msg_id", ""))
+        execution = self._running.get(parent_id(msg))
         if execution is None:
             return
-        execution.began_now()
-        if msg.get("channel") == "shell" and msg_type == "execute_reply":
-            execution.reply = content
-            if content.get("execution_count") is not None:
-                execution.execution_count = content["execution_count"]
-        elif msg_type == "status" and content.get("execution_state") == "idle":
-            execution.idle = True
-        elif msg_type == "execute_input":
-            execution.execution_count = content.get("execution_count")
-        elif msg_type == "clear_output":
-            execution.outputs.clear()
-            execution.changed()
-        elif (output := output_from_message(msg_type, content)) is not None:
-            append_output(execution.outputs, output)
-            execution.changed()
-        execution._maybe_finish()
+        execution.apply(msg)
         if execution.done.is_set():
             self._running.pop(execution.id, None)
 
