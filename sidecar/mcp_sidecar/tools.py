@@ -16,9 +16,9 @@ from typing import Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
+from mcp.types import CallToolResult
 
-from . import metrics
+from . import answers, metrics
 from .catalog import TOOLS
 from .config import Settings
 from .guard import Guard, Identity, ToolCall, ToolRefused, current_call
@@ -28,7 +28,7 @@ from .jupyter.errors import JupyterError
 from .jupyter.kernels import Execution, Kernels
 from .jupyter.paths import normalize_path, require_notebook
 from .jupyter.server import JupyterServer
-from .outputs import ImagePart, Shaped, TextPart, cut_text, shape
+from .outputs import Shaped, shape
 from .sessions import SessionDefaults
 
 T = TypeVar("T")
@@ -62,21 +62,6 @@ def _audit_cells(*cell_ids: str) -> None:
     call = current_call()
     if call is not None and all(cell_ids):
         call.cells = list(cell_ids)
-
-
-def _text(text: str, **structured: Any) -> CallToolResult:
-    return CallToolResult(
-        content=[TextContent(type="text", text=text)], structured_content=structured or None
-    )
-
-
-def _outputs_content(parts: list[TextPart | ImagePart]) -> list[ContentBlock]:
-    return [
-        TextContent(type="text", text=p.text)
-        if isinstance(p, TextPart)
-        else ImageContent(type="image", data=p.data, mime_type=p.mime_type)
-        for p in parts
-    ]
 
 
 class NotebookTools:
@@ -202,21 +187,7 @@ class NotebookTools:
                     for e in entries
                     if fnmatch.fnmatch(e["path"], pattern) or fnmatch.fnmatch(e["name"], pattern)
                 ]
-            page = entries[offset : offset + limit]
-            lines = [
-                f"{e['path']}/"
-                if e["type"] == "directory"
-                else f"{e['path']}\t{e['type']}\t{e.get('size') or 0} bytes\t{e.get('last_modified', '')}"
-                for e in page
-            ]
-            more = len(entries) - offset - len(page)
-            if more > 0:
-                lines.append(f"[{more} more entries: call again with offset={offset + len(page)}]")
-            return _text(
-                "\n".join(lines) or f"(no entries under {root or '/'!r})",
-                total=len(entries),
-                entries=[{k: e.get(k) for k in ("path", "type", "size", "last_modified")} for e in page],
-            )
+            return answers.listing_answer(root, entries, offset, limit)
 
         return await self._run(ctx, "list_files", body, path=path)
 
@@ -260,7 +231,7 @@ class NotebookTools:
                 async with self.notebooks.edit(clean) as cells:
                     if len(cells) == 1 and not source_text(cells.get(0)).strip():
                         cells.delete(0)
-            return _text(f"created {clean}", path=clean)
+            return answers.text_answer(f"created {clean}", path=clean)
 
         return await self._run(ctx, "create_notebook", body, path=path)
 
@@ -272,7 +243,7 @@ class NotebookTools:
             async with self.notebooks.read(clean) as cells:
                 count = len(cells)
             self.sessions.set(_session_id(ctx), clean)
-            return _text(
+            return answers.text_answer(
                 f"{clean} is now this session's default notebook ({count} cells)", path=clean, cells=count
             )
 
@@ -300,39 +271,26 @@ class NotebookTools:
                 raise JupyterError("offset must be >= 0 and limit >= 1")
             async with self.notebooks.read(nb_path) as cells:
                 snapshot = cells.all()
-            count = len(snapshot)
-            chunks = [f"{nb_path}: {count} cells"]
-            end = min(count, offset + limit)
-            for index in range(offset, end):
-                cell = snapshot[index]
-                chunks.append(
-                    self._render_cell(index, str(cell.get("id", "")), cell, detail, include_outputs)
+            end = min(len(snapshot), offset + limit)
+            summaries = [
+                answers.cell_summary(
+                    index,
+                    str(cell.get("id", "")),
+                    cell,
+                    source_text(cell),
+                    detail,
+                    # Images are left out (read_cell shows them).
+                    self._shaped(cell["outputs"], images=False).text
+                    if include_outputs and cell.get("outputs")
+                    else None,
                 )
-            if end < count:
-                chunks.append(f"[cells {end}..{count - 1} not shown: call again with offset={end}]")
-            text, _ = cut_text(
-                "\n".join(chunks),
-                self.settings.output_max_chars,
-                lambda at: "read fewer cells with offset/limit, or one cell with read_cell",
+                for index, cell in enumerate(snapshot[offset:end], start=offset)
+            ]
+            return answers.notebook_answer(
+                nb_path, len(snapshot), end, summaries, self.settings.output_max_chars
             )
-            return _text(text)
 
         return await self._run(ctx, "read_notebook", body, path=path, needs_notebook=True)
-
-    def _render_cell(
-        self, index: int, cell_id: str, cell: dict[str, Any], detail: str, include_outputs: bool
-    ) -> str:
-        source = source_text(cell)
-        count = cell.get("execution_count")
-        head = f"--- [{index}] {cell['cell_type']} id={cell_id}" + (f" [{count}]" if count else "")
-        if detail == "brief":
-            first, _, rest = source.partition("\n")
-            source = first + (f"  … (+{rest.count(chr(10)) + 1} lines)" if rest else "")
-        text = f"{head}\n{source}"
-        if include_outputs and cell.get("outputs"):
-            shaped = _counted(shape(cell["outputs"], self.settings.output_max_chars, 0))  # images: read_cell
-            text += "\n>>> output:\n" + shaped.text.rstrip("\n")
-        return text
 
     async def read_cell(
         self, ctx: Context, cell: CellRef, path: str | None = None, output_offset: int = 0
@@ -350,40 +308,16 @@ class NotebookTools:
                 cell_id = cells.cell_id(index)
                 data = cells.get(index)
             _audit_cells(cell_id)
-            source = source_text(data)
-            count = data.get("execution_count")
-            header = f"[{index}] {data['cell_type']} id={cell_id}" + (f" [{count}]" if count else "")
-            content: list[ContentBlock] = []
-            if output_offset == 0:
-                content.append(TextContent(type="text", text=f"{header}\n{source}"))
-            shaped = _counted(
-                shape(
-                    data.get("outputs") or [],
-                    self.settings.output_max_chars,
-                    self.settings.output_max_image_bytes,
-                    offset=output_offset,
-                    more_hint=self._read_on_hint(nb_path, cell_id),
-                )
+            shaped = self._shaped(
+                data.get("outputs") or [],
+                offset=output_offset,
+                more_hint=answers.read_cell_hint(nb_path, cell_id),
             )
-            if shaped.parts:
-                content.append(TextContent(type="text", text=">>> output:"))
-                content.extend(_outputs_content(shaped.parts))
-            return CallToolResult(
-                content=content or [TextContent(type="text", text="(no more output)")],
-                structured_content={
-                    "index": index,
-                    "cell_id": cell_id,
-                    "cell_type": data["cell_type"],
-                    "execution_count": count,
-                    "output_chars": shaped.total_chars,
-                },
+            return answers.cell_answer(
+                index, cell_id, data, source_text(data), shaped, output_offset=output_offset
             )
 
         return await self._run(ctx, "read_cell", body, path=path, needs_notebook=True, cells=[cell])
-
-    @staticmethod
-    def _read_on_hint(path: str, cell_id: str) -> Callable[[int], str]:
-        return lambda at: f"read on with read_cell(path={path!r}, cell={cell_id!r}, output_offset={at})"
 
     # -- editing -------------------------------------------------------------------------------
 
@@ -400,7 +334,7 @@ class NotebookTools:
         async def body(nb_path: str) -> CallToolResult:
             cell_id, position = await self._insert(nb_path, source, index, cell_type)
             _audit_cells(cell_id)
-            return _text(
+            return answers.text_answer(
                 f"inserted {cell_type} cell {cell_id} at index {position}", cell_id=cell_id, index=position
             )
 
@@ -424,7 +358,7 @@ class NotebookTools:
                 cells.set_source(index, source)
                 cell_id = cells.cell_id(index)
             _audit_cells(cell_id)
-            return _text(f"cell {index} ({cell_id}) overwritten", cell_id=cell_id, index=index)
+            return answers.text_answer(f"cell {index} ({cell_id}) overwritten", cell_id=cell_id, index=index)
 
         return await self._run(
             ctx, "overwrite_cell", body, path=path, needs_notebook=True, cells=[cell], code=source
@@ -463,7 +397,7 @@ class NotebookTools:
                 cells.set_source(index, source.replace(old, new))
                 cell_id = cells.cell_id(index)
             _audit_cells(cell_id)
-            return _text(
+            return answers.text_answer(
                 f"cell {index} ({cell_id}): {found} replacement(s)", cell_id=cell_id, replacements=found
             )
 
@@ -484,7 +418,7 @@ class NotebookTools:
                     doc.delete(index)
                 remaining = len(doc)
             _audit_cells(*ids)
-            return _text(
+            return answers.text_answer(
                 f"deleted {len(indexes)} cell(s); {remaining} left", deleted=ids, remaining=remaining
             )
 
@@ -507,7 +441,9 @@ class NotebookTools:
                 if target != index:
                     move(cells, index, target)
             _audit_cells(cell_id)
-            return _text(f"cell {cell_id} moved from {index} to {target}", cell_id=cell_id, index=target)
+            return answers.text_answer(
+                f"cell {cell_id} moved from {index} to {target}", cell_id=cell_id, index=target
+            )
 
         return await self._run(ctx, "move_cell", body, path=path, needs_notebook=True, cells=[cell])
 
@@ -526,7 +462,7 @@ class NotebookTools:
                         cleared.append(cells.cell_id(index))
                 named = [cells.cell_id(i) for i in indexes] if cell is not None else cleared
             _audit_cells(*named)
-            return _text(f"cleared outputs of {len(cleared)} cell(s)", cleared=len(cleared))
+            return answers.text_answer(f"cleared outputs of {len(cleared)} cell(s)", cleared=len(cleared))
 
         return await self._run(
             ctx,
@@ -758,75 +694,42 @@ class NotebookTools:
 
     def _progress(self, ctx: Context, timeout: float | None = None) -> Callable[[Execution], Awaitable[None]]:
         async def report(execution: Execution) -> None:
-            if execution.status == "queued":
-                message = f"queued {execution.elapsed:.0f} s: the kernel is running other code"
-            else:
-                message = f"running {execution.elapsed:.0f} s, {len(execution.outputs)} output(s) so far"
-            await ctx.report_progress(progress=round(execution.elapsed, 1), total=timeout, message=message)
+            await ctx.report_progress(
+                progress=round(execution.elapsed, 1),
+                total=timeout,
+                message=answers.progress_message(execution),
+            )
 
         return report
 
     def _execution_result(self, execution: Execution, *, output_offset: int = 0) -> CallToolResult:
-        if execution.cell_id and execution.path:
-            hint = self._read_on_hint(execution.path, execution.cell_id)
-        else:
-            eid = execution.id
-
-            def hint(at: int) -> str:
-                return f"read on with get_execution(execution_id={eid!r}, output_offset={at})"
-
-        shaped = _counted(
-            shape(
-                execution.outputs,
-                self.settings.output_max_chars,
-                self.settings.output_max_image_bytes,
-                offset=output_offset,
-                more_hint=hint,
-            )
+        shaped = self._shaped(
+            execution.outputs, offset=output_offset, more_hint=answers.read_on_hint(execution)
         )
-        status = execution.status
-        notes: list[str] = []
-        if status == "queued":
-            notes.append(
-                f"[queued: kernel {execution.kernel_id} is still running other code (another session's "
-                f"or the notebook user's); this code has not started after {execution.elapsed:.0f} s, and "
-                "nothing was interrupted. It runs once the kernel is free, its timeout counting from then: "
-                f"call get_execution(execution_id={execution.id!r}) to wait for it, or interrupt_kernel to "
-                "stop the code running now]"
-            )
-        elif status == "running":
-            notes.append(
-                f"[still running after {execution.elapsed:.0f} s; outputs so far above. "
-                f"Call get_execution(execution_id={execution.id!r}) to wait for the rest]"
-            )
-        elif status == "timeout":
-            notes.append(
-                f"[timed out after {execution.interrupted_after:.0f} s: kernel {execution.kernel_id} "
-                "was interrupted; the output above is what it produced until then]"
-            )
-        elif status == "aborted":
-            notes.append("[aborted: the kernel skipped this code (an earlier request failed); nothing ran]")
-        if execution.failure:
-            notes.append(f"[{execution.failure}]")
-        if execution.save_error:
-            notes.append(f"[{execution.save_error}]")
-        content = _outputs_content(shaped.parts)
-        if not content and not notes:
-            content = [TextContent(type="text", text=f"[{status}, no output]")]
-        content += [TextContent(type="text", text=n) for n in notes]
-        return CallToolResult(
-            content=content,
-            structured_content={
-                "status": status,
-                "execution_id": execution.id,
-                "execution_count": execution.execution_count,
-                "cell_id": execution.cell_id,
-                "kernel_id": execution.kernel_id,
-                "elapsed_s": round(execution.elapsed, 3),
-                "output_chars": shaped.total_chars,
-            },
-            is_error=bool(execution.failure),
+        return answers.execution_answer(execution, shaped)
+
+    def _shaped(
+        self,
+        outputs: list[dict[str, Any]],
+        *,
+        offset: int = 0,
+        more_hint: answers.Hint | None = None,
+        images: bool = True,
+    ) -> Shaped:
+        """Outputs shaped to this sidecar's limits; answers cut to them are counted, so an admin
+        sees agents hitting them."""
+        shaped = shape(
+            outputs,
+            self.settings.output_max_chars,
+            self.settings.output_max_image_bytes if images else 0,
+            offset=offset,
+            more_hint=more_hint,
         )
+        if shaped.cut_chars:
+            metrics.record_truncation("text")
+        if shaped.dropped_images:
+            metrics.record_truncation("image")
+        return shaped
 
     # -- kernels -------------------------------------------------------------------------------
 
@@ -850,8 +753,7 @@ class NotebookTools:
                 }
                 for k in kernels
             ]
-            lines = [f"{r['id']}\t{r['name']}\t{r['state']}\t{r['notebook'] or '-'}" for r in rows]
-            return _text("\n".join(lines) or "(no kernels running)", kernels=rows)
+            return answers.kernels_answer(rows)
 
         return await self._run(ctx, "list_kernels", body)
 
@@ -864,7 +766,7 @@ class NotebookTools:
             # Never start a kernel just to interrupt it.
             target = kernel_id or await self.kernels.running_kernel(nb_path)  # type: ignore[arg-type]
             await self.kernels.interrupt(target)
-            return _text(f"kernel {target} interrupted", kernel_id=target)
+            return answers.text_answer(f"kernel {target} interrupted", kernel_id=target)
 
         return await self._run(ctx, "interrupt_kernel", body, path=path, needs_notebook=not kernel_id)
 
@@ -879,15 +781,8 @@ class NotebookTools:
         async def body(nb_path: str | None = None) -> CallToolResult:
             started = time.monotonic()
             new_id, message = await self.kernels.restart(kernel_id, nb_path)
-            return _text(message, kernel_id=new_id, seconds=round(time.monotonic() - started, 2))
+            return answers.text_answer(
+                message, kernel_id=new_id, seconds=round(time.monotonic() - started, 2)
+            )
 
         return await self._run(ctx, "restart_kernel", body, path=path, needs_notebook=not kernel_id)
-
-
-def _counted(shaped: Shaped) -> Shaped:
-    """Count answers cut to the output limits, so an admin sees agents hitting them."""
-    if shaped.cut_chars:
-        metrics.record_truncation("text")
-    if shaped.dropped_images:
-        metrics.record_truncation("image")
-    return shaped
