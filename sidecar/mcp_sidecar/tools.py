@@ -1,15 +1,15 @@
-"""The notebook tools. Thin: validate, pick the notebook and kernel, delegate, shape the answer.
+"""The notebook tools, adapters only: validate the arguments, call the domain code, render the answer.
 
-Every tool names its notebook by ``path`` (``open_notebook`` only sets a default for the calling
-MCP session), runs its body through ``Guard.call`` (policy, audit, metrics live there), and turns
-``JupyterError`` into a tool error the agent can read.
+The domain code is ``jupyter/`` (cells, documents, kernels, and runs in ``jupyter/execution.py``);
+answers are rendered by ``answers.py`` from outputs shaped by ``outputs.py``. Every tool names its
+notebook by ``path`` (``open_notebook`` only sets a default for the calling MCP session), runs its
+body through ``Guard.call`` (policy, audit, metrics live there), and turns ``JupyterError`` into a
+tool error the agent can read.
 """
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
@@ -25,6 +25,7 @@ from .guard import Guard, Identity, ToolCall, ToolRefused, current_call
 from .jupyter.cells import empty_notebook, insertion_index, move, new_cell, resolve, source_text
 from .jupyter.documents import Notebooks
 from .jupyter.errors import JupyterError
+from .jupyter.execution import Executor, Progress, timeout_reason
 from .jupyter.kernels import Execution, Kernels
 from .jupyter.paths import normalize_path, require_notebook
 from .jupyter.server import JupyterServer
@@ -32,16 +33,9 @@ from .outputs import Shaped, shape
 from .sessions import SessionDefaults
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 CellRef = int | str
 
-
-# Answer before common client request timeouts (60 s); the cell keeps running and
-# get_execution picks it up.
-RETURN_AFTER = 50.0
-INTERRUPT_GRACE = 10.0
 MAX_LIST_DEPTH = 6  # each level is one request per folder: keep a listing from walking a whole disk
-LIVE_SAVE_EVERY = 1.0  # s between saves of a running cell's outputs into a collaborative notebook
 
 
 def _identity(ctx: Context) -> Identity | None:
@@ -73,13 +67,11 @@ class NotebookTools:
         self.server = server or JupyterServer(settings.jupyter_base_url, settings.jupyter_token)
         self.notebooks = Notebooks(self.server)
         self.kernels = Kernels(self.server)
+        self.executor = Executor(self.kernels, self.notebooks)
         self.sessions = SessionDefaults()
-        self._background: set[asyncio.Task[None]] = set()
-        self.return_after = RETURN_AFTER
 
     async def aclose(self) -> None:
-        for task in list(self._background):
-            task.cancel()
+        await self.executor.aclose()
         await self.notebooks.aclose()
         await self.kernels.aclose()
         await self.server.aclose()
@@ -560,18 +552,12 @@ class NotebookTools:
         async def body() -> CallToolResult:
             if output_offset < 0:
                 raise JupyterError(f"output_offset must be >= 0, got {output_offset}")
-            execution = self.kernels.executions.get(execution_id)
-            if execution is None:
-                raise JupyterError(f"no execution {execution_id!r} here (unknown, or too old to be kept)")
+            execution = self.executor.find(execution_id)
             call = current_call()
             if call is not None:  # audit which notebook and cell this execution belongs to
                 call.path = execution.path
                 call.cells = [execution.cell_id] if execution.cell_id else []
-            await self.kernels.wait(
-                execution, max(0.0, min(wait, self.return_after)), on_progress=self._progress(ctx)
-            )
-            if execution.done.is_set():
-                await execution.saved.wait()
+            await self.executor.follow(execution, wait, on_progress=self._progress(ctx))
             return self._execution_result(execution, output_offset=output_offset)
 
         return await self._run(ctx, "get_execution", body)
@@ -586,113 +572,21 @@ class NotebookTools:
         *,
         kernel_id: str | None = None,
     ) -> CallToolResult:
-        kernel_id = kernel_id or await self.kernels.kernel_for(path)  # type: ignore[arg-type]
-        execution = await self.kernels.start(kernel_id, code, path=path, cell_id=cell_id)
-        # The driver owns the execution to its end (timeout, interrupt, saving outputs), even
-        # after this call returned early or the client went away.
-        task = asyncio.create_task(self._drive(execution, timeout))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        progress = self._progress(ctx, timeout)
-        try:
-            # Queued behind another execution (another session's, or JupyterLab's) until `timeout`
-            # at most: then the answer says so; the driver interrupts nothing that is not ours.
-            queue_limit = min(timeout, self.return_after)
-            if await self.kernels.wait_started(execution, queue_limit, on_progress=progress):
-                budget = self.return_after - execution.elapsed
-                await self.kernels.wait(
-                    execution, max(0.0, min(timeout + INTERRUPT_GRACE, budget)), on_progress=progress
-                )
-            if execution.done.is_set():
-                await execution.saved.wait()
-        except asyncio.CancelledError:
-            # The client cancelled: stop the kernel too, rather than let the cell run on unseen;
-            # but never while it is still queued, as the kernel then runs someone else's code.
-            if execution.status == "running":
-                await asyncio.shield(self._interrupt_quietly(kernel_id))
-            raise
-        self._audit_timeout(execution, timeout)
+        execution = await self.executor.run(
+            code,
+            timeout,
+            path=path,
+            cell_id=cell_id,
+            kernel_id=kernel_id,
+            on_progress=self._progress(ctx, timeout),
+        )
+        # Audited and counted as a timeout only here, where the call's own timeout ran out.
+        call, reason = current_call(), timeout_reason(execution, timeout)
+        if call is not None and reason is not None:
+            call.outcome, call.reason = "timeout", reason
         return self._execution_result(execution)
 
-    @staticmethod
-    def _audit_timeout(execution: Execution, timeout: float) -> None:
-        """Audit and count this call as a timeout when its own timeout ran out (the answer itself is
-        a normal one). Only here: get_execution reads of the same run are not timeouts again, and a
-        run still queued at the early return with time left on its timeout is not one yet."""
-        call = current_call()
-        if call is None:
-            return
-        if execution.interrupted_after is not None:
-            call.outcome = "timeout"
-            call.reason = f"timed out after {execution.interrupted_after:g} s; kernel interrupted"
-        elif execution.status == "queued" and execution.elapsed >= timeout:
-            call.outcome = "timeout"
-            call.reason = f"queued behind other code for {execution.elapsed:.0f} s; nothing interrupted"
-
-    async def _drive(self, execution: Execution, timeout: float) -> None:  # noqa: ASYNC109
-        """Own one execution to its end: timeout and interrupt, outputs into the cell.
-
-        In a collaboration room outputs also go into the cell while it runs (at most once a
-        second), so an open JupyterLab tab watches a long cell progress.
-        """
-        try:
-            # The clock starts when the kernel starts on this request, not when it was sent: one
-            # queued behind another session's long cell must not time out and interrupt that cell.
-            # While queued, the kernel is re-checked: one gone without a word fails the execution.
-            await self.kernels.watch(execution)
-            live = bool(execution.path and execution.cell_id) and await self.notebooks.collaborative()
-            deadline = (execution.began or time.monotonic()) + timeout
-            last_saved, saved_version = 0.0, 0
-            while not execution.done.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    await self._stop_overdue(execution, timeout)
-                    break
-                # Compare versions, not wake-ups: output may have arrived before this loop began.
-                behind = execution.version != saved_version
-                due = time.monotonic() - last_saved >= LIVE_SAVE_EVERY
-                if live and behind and due:
-                    saved_version = execution.version
-                    await self._save_outputs(execution)
-                    last_saved = time.monotonic()
-                    continue
-                await execution.next_change(min(remaining, LIVE_SAVE_EVERY) if live else remaining)
-            if execution.path and execution.cell_id:
-                await self._save_outputs(execution)
-        finally:
-            metrics.record_execution(execution.status)
-            execution.saved.set()
-
-    async def _stop_overdue(self, execution: Execution, limit: float) -> None:
-        execution.time_out(limit)
-        await self._interrupt_quietly(execution.kernel_id)
-        try:
-            await asyncio.wait_for(execution.done.wait(), INTERRUPT_GRACE)
-        except TimeoutError:
-            execution.fail(
-                f"kernel {execution.kernel_id} did not stop within {INTERRUPT_GRACE:.0f} s of the "
-                "interrupt; it is still busy (try interrupt_kernel, or restart_kernel: state is lost)"
-            )
-
-    async def _interrupt_quietly(self, kernel_id: str) -> None:
-        try:
-            await self.kernels.interrupt(kernel_id)
-        except JupyterError:
-            pass  # the kernel is gone; the execution reports that itself
-
-    async def _save_outputs(self, execution: Execution) -> None:
-        assert execution.path and execution.cell_id
-        try:
-            async with self.notebooks.edit(execution.path) as cells:
-                index = resolve(cells, execution.cell_id, execution.path)
-                cells.set_outputs(index, execution.outputs, execution.execution_count)
-        except JupyterError as exc:
-            execution.save_error = f"outputs not saved into the notebook: {exc}"
-        except Exception as exc:  # never lose outputs silently: say so in the answer, log the cause
-            log.exception("saving outputs of %s into %s failed", execution.cell_id, execution.path)
-            execution.save_error = f"outputs not saved into the notebook: {exc!r}"
-
-    def _progress(self, ctx: Context, timeout: float | None = None) -> Callable[[Execution], Awaitable[None]]:
+    def _progress(self, ctx: Context, timeout: float | None = None) -> Progress:
         async def report(execution: Execution) -> None:
             await ctx.report_progress(
                 progress=round(execution.elapsed, 1),

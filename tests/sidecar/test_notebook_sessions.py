@@ -243,11 +243,11 @@ async def test_a_call_queued_behind_another_sessions_cell_does_not_interrupt_it(
         assert await _metric(sidecar, timeouts) == counted + 1  # B's call: audited as a timeout
         # Queued at the early return point with time left on its own timeout: not a timeout (yet).
         tools = sidecar.app.state.tools
-        tools.return_after = 1.0
+        tools.executor.return_after = 1.0
         try:
             early = await call(b, "execute_code", path=path, code="print('also after A')", timeout=60)
         finally:
-            tools.return_after = 50.0
+            tools.executor.return_after = 50.0
         assert early.structured_content["status"] == "queued", text(early)
         assert await _metric(sidecar, timeouts) == counted + 1
         assert not long.done()

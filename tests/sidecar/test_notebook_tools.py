@@ -281,7 +281,7 @@ async def test_progress_notifications_while_a_cell_runs(client, notebook) -> Non
 
 async def test_long_cell_returns_execution_id_then_get_execution(client, sidecar, notebook) -> None:
     tools = sidecar.app.state.tools
-    tools.return_after = 1.0
+    tools.executor.return_after = 1.0
     try:
         code = "import time\nprint('begun', flush=True)\ntime.sleep(3)\nprint('finished')"
         first = await call(client, "insert_and_execute", path=notebook, source=code, timeout=30)
@@ -289,7 +289,7 @@ async def test_long_cell_returns_execution_id_then_get_execution(client, sidecar
         assert "begun" in text(first) and "get_execution" in text(first)
         execution_id = first.structured_content["execution_id"]
     finally:
-        tools.return_after = 50.0
+        tools.executor.return_after = 50.0
     final = await call(client, "get_execution", execution_id=execution_id, wait=30)
     assert final.structured_content["status"] == "ok"
     assert "finished" in text(final)
