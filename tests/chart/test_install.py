@@ -102,7 +102,7 @@ def tls_secret(controlplane, release: Release) -> dict[str, bytes]:
 
 
 def test_crd_is_established_and_accepts_the_default_policy(controlplane, release):
-    controlplane.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
+    controlplane.wait_crd_established(CRD, timeout=60)
     crd = get_json(controlplane, "crd", CRD)
     assert crd["spec"]["group"] == "mcp.jupyterhub.org"
     policy = get_json(controlplane, "mcppolicy", "-n", release.namespace, "default")
@@ -148,7 +148,7 @@ def test_default_install_registers_the_service_and_uninstall_cleans_the_cluster(
             "get", "mutatingwebhookconfiguration,clusterrole,clusterrolebinding", "-o", "name"
         )
         assert cluster_name not in left
-        controlplane.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
+        controlplane.wait_crd_established(CRD, timeout=60)
     finally:
         controlplane.helm("uninstall", RELEASE, "-n", namespace, check=False)
         controlplane.kubectl("delete", "namespace", namespace, "--wait=false")
@@ -491,6 +491,9 @@ def hub_registered(controlplane, release, jupyterhub) -> Iterator[None]:
         f"hub.apiUrl={jupyterhub.api_url}",
         "--set",
         "defaultPolicy.spec.tokens.issue=true",
+        # every kind of child (and its RBAC) in play: the Ingress of route mode ingress
+        "--set",
+        "route.mode=ingress",
     )
     yield
 

@@ -34,9 +34,7 @@ eventually = partial(_poll, timeout=WAIT)
 def install_crd(controlplane: Any) -> None:
     """The real CRD, server-side applied (replaces a schema-less stand-in another test may have left)."""
     controlplane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    controlplane.kubectl(
-        "wait", "--for=condition=Established", "crd/mcppolicies.mcp.jupyterhub.org", f"--timeout={WAIT:.0f}s"
-    )
+    controlplane.wait_crd_established("mcppolicies.mcp.jupyterhub.org", timeout=WAIT)
 
 
 def user_pod(user: str, server: str = "", *, token_from_secret: bool = False) -> dict[str, Any]:
@@ -103,6 +101,7 @@ class OperatorProcess:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
         self.env["KUBECONFIG"] = str(controlplane.kubeconfig)
         self.env["MCP_SIDECAR_IMAGE"] = SIDECAR_IMAGE
+        self.args: list[str] = []  # added to every start (e.g. --no-webhook for a whole module)
 
     @property
     def health_url(self) -> str:
@@ -119,6 +118,7 @@ class OperatorProcess:
             "--health-host=127.0.0.1",
             f"--health-port={self.health_port}",
             f"--native-sidecar={self.native_sidecar}",
+            *self.args,
             *(extra_args or ()),
         ]
         with self.log.open("ab") as log:

@@ -93,9 +93,7 @@ def test_crd_served_and_validated(controlplane: ControlPlane, kube_api: Any, k8s
     # Through kubectl, so the kubeconfig and the unpacked kubectl are proven too.
     controlplane.kubectl("apply", "-f", "-", input=json.dumps(crd))
     try:
-        controlplane.kubectl(
-            "wait", "--for=condition=Established", f"crd/widgets.{group}", f"--timeout={WAIT:.0f}s"
-        )
+        controlplane.wait_crd_established(f"widgets.{group}", timeout=WAIT)
         custom = client.CustomObjectsApi(kube_api)
         body = {
             "apiVersion": f"{group}/v1",
