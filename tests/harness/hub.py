@@ -7,7 +7,8 @@ The session fixture ``jupyterhub`` (tests/fixtures/hub.py) yields one, started:
 - ``proxy_api_url`` / ``proxy_auth_token``  CHP's REST API (add routes, e.g. local mode)
 - ``service_token`` the api token of the service ``mcp-test-admin``, whose role holds
   ``admin:users``, ``admin:servers``, ``read:users``, ``tokens``, ``users:activity``
-  (enough to mint tokens for other users and to start, stop and inspect their servers)
+  (enough to mint tokens for other users and to start, stop and inspect their servers);
+  ``RunningHub(..., service=, service_scopes=)`` registers another name and role instead
 - ``helper_token``  the api token of the service ``alice-helper``, holding only
   ``access:servers!user=alice``: a second identity admitted to alice's server
 - ``users``        ``("alice", "bob", "a.b@x.org")``, DummyAuthenticator (any password), named
@@ -49,6 +50,7 @@ from tests.harness.processes import die_with_parent
 START_TIMEOUT = 120.0  # a cold hub start (sqlite schema, CHP) takes seconds on a loaded 2-core box
 USERS = ("alice", "bob", "a.b@x.org")
 SERVICE = "mcp-test-admin"
+SERVICE_SCOPES = ("admin:users", "admin:servers", "read:users", "tokens", "users:activity")
 
 CONFIG = """
 c = get_config()  # noqa
@@ -73,7 +75,7 @@ c.JupyterHub.services = [
 c.JupyterHub.load_roles = [
     {{
         "name": {service!r},
-        "scopes": ["admin:users", "admin:servers", "read:users", "tokens", "users:activity"],
+        "scopes": {service_scopes!r},
         "services": [{service!r}],
     }},
     # A second identity allowed on alice's server (think: a TA's agent on a shared server).
@@ -92,6 +94,9 @@ class RunningHub:
     proxy_auth_token: str = field(default_factory=lambda: secrets.token_hex(20), repr=False)
     helper_token: str = field(default_factory=lambda: "helper-" + secrets.token_hex(20), repr=False)
     users: tuple[str, ...] = USERS
+    # The service the tests act as; another name and role to prove a narrower one is enough.
+    service: str = SERVICE
+    service_scopes: tuple[str, ...] = SERVICE_SCOPES
     process: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -107,7 +112,8 @@ class RunningHub:
                 db=self.workdir / "jupyterhub.sqlite",
                 cookie=str(self.workdir / "cookie_secret"),
                 pid=str(self.workdir / "jupyterhub.pid"),
-                service=SERVICE,
+                service=self.service,
+                service_scopes=list(self.service_scopes),
                 token=self.service_token,
                 helper_token=self.helper_token,
             )

@@ -1,21 +1,18 @@
 """Per-user hub tokens against a real JupyterHub and a real kube-apiserver (issue 6).
 
-The hub here is a real JupyterHub process (+ configurable-http-proxy) registered with the service
-the README documents: role scopes `["tokens"]` and nothing else, so these tests also prove that
-this is enough. It is started by this module (not the shared `jupyterhub` fixture) because the tests
-need exactly that service role and a hub that can be stopped and started again on the same database.
+The hub here is a real JupyterHub process (+ configurable-http-proxy, tests/harness/hub.py)
+registered with the service the README documents: role scopes `["tokens"]` and nothing else, so
+these tests also prove that this is enough. It is this module's own (not the shared `jupyterhub`
+fixture) because the tests need exactly that service role, and stop and start it.
 
-The operator runs as a real `kopf run` subprocess with only the token handlers loaded; pods are
-created already annotated the way the webhook annotates them, so no webhook is needed.
+The operator runs as the real `jupyterhub-mcp-operator` subprocess without its webhook; pods are
+created already annotated the way the webhook annotates them.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,106 +20,30 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from mcp_operator import constants, tokens
 from mcp_operator.constants import ANN_INJECTED
 from mcp_operator.hubclient import HubClient, HubRefused, HubUnavailable
 
-from tests.fixtures.tools import NODE_BIN, REPO, VENV_BIN, eventually, free_port
-from tests.harness.operator import create_policy
+from tests.fixtures.tools import eventually, free_port
+from tests.harness.hub import RunningHub
+from tests.harness.operator import OperatorProcess, create_policy
 
 WAIT = 90.0  # seconds; generous for a loaded two-core machine
-SERVICE_TOKEN = "mcp-operator-test-" + uuid.uuid4().hex
-
-HUB_CONFIG = """
-c = get_config()  # noqa
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = {port}
-c.JupyterHub.hub_ip = "127.0.0.1"
-c.JupyterHub.hub_port = {hub_port}
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
-c.ConfigurableHTTPProxy.command = [{chp!r}]
-c.JupyterHub.authenticator_class = "dummy"
-c.Authenticator.allowed_users = {{"alice", "bob"}}
-c.JupyterHub.db_url = "sqlite:///{db}"
-c.JupyterHub.cookie_secret_file = {cookie!r}
-c.JupyterHub.pid_file = {pid!r}
-# The service registration the README documents, verbatim in spirit: the narrowest role that works.
-c.JupyterHub.services = [{{"name": "mcp-operator", "api_token": {token!r}}}]
-c.JupyterHub.load_roles = [{{"name": "mcp-operator", "scopes": ["tokens"], "services": ["mcp-operator"]}}]
-"""
-
+SERVICE = "mcp-operator"
 
 wait_until = partial(eventually, timeout=WAIT)
 
 
-class TokenHub:
-    """A real JupyterHub that can be stopped (outage) and started again on the same database."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port, self.hub_port, self.proxy_api_port = free_port(), free_port(), free_port()
-        self.api_url = f"http://127.0.0.1:{self.hub_port}/hub/api"
-        self.public_url = f"http://127.0.0.1:{self.port}"
-        self.config = workdir / "jupyterhub_config.py"
-        self.config.write_text(
-            HUB_CONFIG.format(
-                port=self.port,
-                hub_port=self.hub_port,
-                proxy_api_port=self.proxy_api_port,
-                chp=str(NODE_BIN / "configurable-http-proxy"),
-                db=workdir / "hub.sqlite",
-                cookie=str(workdir / "cookie_secret"),
-                pid=str(workdir / "hub.pid"),
-                token=SERVICE_TOKEN,
-            )
-        )
-        self.log = workdir / "hub.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [str(VENV_BIN / "jupyterhub"), "-f", str(self.config)],
-                cwd=self.workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-        def up() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                return httpx.get(f"{self.api_url}/", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until("JupyterHub to answer", up)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        # The hub stops the proxy it started on SIGTERM; the process group catches any leftover.
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc = None
-
-    def whoami(self, token: str) -> httpx.Response:
-        return httpx.get(f"{self.api_url}/user", headers={"Authorization": f"token {token}"}, timeout=10)
-
-
 @pytest.fixture(scope="module")
-def token_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenHub]:
-    hub = TokenHub(tmp_path_factory.mktemp("token-hub"))
+def token_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
+    # The service registration the README documents: the narrowest role that works, `tokens`.
+    hub = RunningHub(
+        tmp_path_factory.mktemp("token-hub"),
+        users=("alice", "bob"),
+        service=SERVICE,
+        service_scopes=("tokens",),
+    )
     hub.start()
     try:
         yield hub
@@ -131,8 +52,8 @@ def token_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenHub]:
 
 
 @pytest.fixture
-async def hub_client(token_hub: TokenHub) -> Any:
-    async with HubClient(token_hub.api_url, SERVICE_TOKEN, backoff=0.2) as hub:
+async def hub_client(token_hub: RunningHub) -> Any:
+    async with HubClient(token_hub.api_url, token_hub.service_token, backoff=0.2) as hub:
         yield hub
 
 
@@ -141,7 +62,7 @@ async def hub_client(token_hub: TokenHub) -> Any:
 
 @pytest.mark.hub
 async def test_minted_token_reaches_only_its_server(
-    token_hub: TokenHub, hub_client: HubClient, caplog: pytest.LogCaptureFixture
+    token_hub: RunningHub, hub_client: HubClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("DEBUG")
     scope = tokens.server_scope("alice", "")
@@ -181,7 +102,7 @@ async def test_named_server_scope_and_refusals(hub_client: HubClient) -> None:
 
 
 @pytest.mark.hub
-async def test_wrong_service_token_is_refused_without_retries(token_hub: TokenHub) -> None:
+async def test_wrong_service_token_is_refused_without_retries(token_hub: RunningHub) -> None:
     sleeps: list[float] = []
 
     async def record(delay: float) -> None:
@@ -227,58 +148,6 @@ def policy_crd(controlplane: Any) -> None:
     install_crd(controlplane)
 
 
-class Operator:
-    """The real operator without its admission webhook (`--no-webhook`: the tests create injected-
-    looking pods themselves), as a subprocess whose whole log we keep."""
-
-    def __init__(self, controlplane: Any, hub: TokenHub, namespace: str, workdir: Path) -> None:
-        self.argv = [
-            str(VENV_BIN / "jupyterhub-mcp-operator"),
-            "--no-webhook",
-            f"--health-port={free_port()}",
-            "--health-host=127.0.0.1",
-            "--native-sidecar=true",
-            "--verbose",
-            f"--namespace={namespace}",
-        ]
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": str(controlplane.kubeconfig),
-            "JUPYTERHUB_API_URL": hub.api_url,
-            "JUPYTERHUB_API_TOKEN": SERVICE_TOKEN,
-            "JUPYTERHUB_PUBLIC_URL": hub.public_url,
-            "MCP_TOKEN_CHECK_INTERVAL": "1",
-            "MCP_TOKEN_RETRY_DELAY": "1",
-        }
-        self.log = workdir / "operator.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 @dataclass
 class TokenCluster:
     """What the operator-level token tests share: the control plane with the MCPPolicy CRD, a fresh
@@ -287,7 +156,7 @@ class TokenCluster:
     controlplane: Any
     api: Any
     namespace: str
-    hub: TokenHub
+    hub: RunningHub
     workdir: Path
 
     @property
@@ -296,8 +165,19 @@ class TokenCluster:
 
         return client.CoreV1Api(self.api)
 
-    def operator(self) -> Operator:
-        return Operator(self.controlplane, self.hub, self.namespace, self.workdir)
+    def operator(self) -> OperatorProcess:
+        """The real operator without its admission webhook (the tests create injected-looking pods
+        themselves), told where the hub is the way the chart tells it."""
+        operator = OperatorProcess(self.controlplane, self.namespace, self.workdir, native_sidecar="true")
+        operator.args += ["--no-webhook", "--verbose"]
+        operator.env.update(
+            JUPYTERHUB_API_URL=self.hub.api_url,
+            JUPYTERHUB_API_TOKEN=self.hub.service_token,
+            JUPYTERHUB_PUBLIC_URL=self.hub.public_url,
+            MCP_TOKEN_CHECK_INTERVAL="1",
+            MCP_TOKEN_RETRY_DELAY="1",
+        )
+        return operator
 
 
 @pytest.fixture
@@ -306,7 +186,7 @@ def cluster(
     kube_api: Any,
     k8s_namespace: str,
     policy_crd: None,
-    token_hub: TokenHub,
+    token_hub: RunningHub,
     tmp_path: Path,
 ) -> TokenCluster:
     return TokenCluster(controlplane, kube_api, k8s_namespace, token_hub, tmp_path)
@@ -369,10 +249,8 @@ def warnings_on(core: Any, namespace: str, pod: str, reason: str) -> list[Any]:
     return [e for e in events if e.reason == reason and e.type == "Warning"]
 
 
-def our_live_tokens(hub: TokenHub, user: str) -> list[str]:
-    listed = httpx.get(
-        f"{hub.api_url}/users/{user}/tokens", headers={"Authorization": f"token {SERVICE_TOKEN}"}, timeout=10
-    ).json()["api_tokens"]
+def our_live_tokens(hub: RunningHub, user: str) -> list[str]:
+    listed = hub.api("GET", f"/users/{user}/tokens").json()["api_tokens"]
     return [t["id"] for t in listed if tokens.note_pod_uid(t["note"]) is not None]
 
 
@@ -475,16 +353,9 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(cluster: Tok
         # ours for alice's pod. Back up, it revokes the stray and keeps the one the Secret holds.
         operator.stop()
         alice_uid = core.read_namespaced_pod("jupyter-alice", ns).metadata.uid
-        stray = httpx.post(
-            f"{cluster.hub.api_url}/users/alice/tokens",
-            headers={"Authorization": f"token {SERVICE_TOKEN}"},
-            json={
-                "scopes": ["access:servers!server=alice/"],
-                "expires_in": 300,
-                "note": tokens.token_note("tokens", alice_uid),
-            },
-            timeout=10,
-        ).json()["token"]
+        stray, _ = cluster.hub.mint_token(
+            "alice", ["access:servers!server=alice/"], 300, tokens.token_note("tokens", alice_uid)
+        )
         seen_tokens.add(stray)
         assert cluster.hub.whoami(stray).status_code == 200
         operator.start()
@@ -596,7 +467,7 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(cluster: Tok
         operator.stop()
         log = operator.text()
         # every token value any user got, in every line the operator (debug level) and the hub wrote
-        leaked = [t for t in seen_tokens if t in log or t in cluster.hub.log.read_text(errors="replace")]
+        leaked = [t for t in seen_tokens if t in log or t in cluster.hub.log_text()]
         assert not leaked, "a token value appeared in a log"
 
 
@@ -672,7 +543,7 @@ def test_full_operator_issues_and_the_webhook_mounts_the_secret(cluster: TokenCl
     """The shipped process (`jupyterhub-mcp-operator`: webhook + all handlers) with the hub service
     configured as the chart configures it: the user's pod is injected with the token Secret mounted
     read-only into the notebook container, and the operator fills that Secret with a working token."""
-    from tests.harness.operator import OperatorProcess, user_pod
+    from tests.harness.operator import user_pod
 
     core, ns = cluster.core, cluster.namespace
     spec = {"selection": {"users": ["alice"]}, "tokens": {"issue": True}}
@@ -680,7 +551,7 @@ def test_full_operator_issues_and_the_webhook_mounts_the_secret(cluster: TokenCl
     operator = OperatorProcess(cluster.controlplane, ns, cluster.workdir)
     operator.env.update(
         JUPYTERHUB_API_URL=cluster.hub.api_url,
-        JUPYTERHUB_API_TOKEN=SERVICE_TOKEN,
+        JUPYTERHUB_API_TOKEN=cluster.hub.service_token,
         JUPYTERHUB_PUBLIC_URL=cluster.hub.public_url,
     )
     operator.start()
