@@ -203,12 +203,20 @@ def test_entrypoint_exists_in_clean_install(clean_install, kind):
     assert f"def {function}(" in (site_packages / module_file).read_text()
 
 
-def test_wheel_carries_every_module_of_both_packages(clean_install):
+def test_every_declared_console_script_has_its_module_in_the_wheel(clean_install):
+    # The image's wheel declares all the distribution's scripts; one whose package was not copied
+    # in would be an installed command that dies with ModuleNotFoundError.
+    for script, target in clean_install["scripts"].items():
+        module_file = target.partition(":")[0].replace(".", "/") + ".py"
+        assert module_file in clean_install["names"], f"{script} -> {target}: not in the image's wheel"
+
+
+def test_wheel_carries_every_module_of_every_package(clean_install):
     # A sub-package without __init__.py is silently left out by setuptools' find_packages, and the
     # image would fail only when that code path is first imported.
     expected = {
         str(path.relative_to(root))
-        for root in (REPO / "sidecar", REPO / "operator")
+        for root in (REPO / "sidecar", REPO / "operator", REPO / "local")
         for path in root.glob("mcp_*/**/*.py")
     }
     missing = sorted(expected - set(clean_install["names"]))
