@@ -97,7 +97,7 @@ def run(pods: int, workdir: Path) -> dict[str, Any]:
     op: OperatorProcess | None = None
     try:
         core, namespace = policy_namespace(
-            cp, api, {"route": {"ingressClassName": "nginx", "host": "hub.example.org"}}
+            cp, api, {"route": {"mode": "ingress", "ingressClassName": "nginx", "host": "hub.example.org"}}
         )
         (workdir / "operator").mkdir()
         op = OperatorProcess(cp, namespace, workdir / "operator")

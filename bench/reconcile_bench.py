@@ -61,7 +61,7 @@ def run(pods: int, passes: int, workdir: Path) -> dict[str, Any]:
     api = cp.api_client()
     op: OperatorProcess | None = None
     try:
-        core, namespace = policy_namespace(cp, api, {})
+        core, namespace = policy_namespace(cp, api, {"route": {"mode": "ingress"}})  # every kind of child
         started = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
             list(

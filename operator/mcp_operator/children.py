@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcp_operator.constants import ANN_GENERATION, ANN_INJECTED, LABEL_POD, LABEL_POLICY, MANAGED_BY
-from mcp_operator.endpoint import mcp_path
 from mcp_operator.injection import PORT_NAME, injected_port
 from mcp_operator.names import child_name, label_value
-from mcp_operator.policy import PodIdentity, Policy
+from mcp_operator.podinfo import endpoint_path
+from mcp_operator.policy import Policy
 
 DEFAULT_INGRESS_SELECTOR = "app.kubernetes.io/name=ingress-nginx"
 
@@ -83,18 +83,16 @@ def build_service_spec(pod: Mapping[str, Any], policy: Policy) -> dict[str, Any]
 
 
 def route_path(pod: Mapping[str, Any]) -> tuple[str, str]:
-    """(path, pathType) of the user's MCP endpoint, escaped the way the hub escapes prefixes."""
-    identity = PodIdentity.of(pod)
-    if identity is None:
-        raise ValueError(f"pod {pod['metadata'].get('name')} has no hub.jupyter.org/username annotation")
-    path = mcp_path(identity.user, identity.server_name)
+    """(path, pathType) of the user's MCP endpoint: `<JUPYTERHUB_SERVICE_PREFIX>mcp` from the pod
+    (so the hub's base URL is in it), escaped the way the hub escapes prefixes."""
+    path = endpoint_path(pod)
     return path, "Prefix" if _PLAIN_PATH.match(path) else "ImplementationSpecific"
 
 
 def build_ingress_spec(pod: Mapping[str, Any], policy: Policy) -> dict[str, Any] | None:
-    """None when the policy has no route (route.enabled false)."""
+    """None unless the policy routes through an Ingress (route.mode ingress)."""
     route = policy.route
-    if not route.enabled:
+    if route.mode != "ingress":
         return None
     path, path_type = route_path(pod)
     rule: dict[str, Any] = {

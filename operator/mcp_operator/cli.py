@@ -16,6 +16,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from mcp_operator import handlers
+from mcp_operator.chp import ProxyRouter
 from mcp_operator.config import ConfigError, OperatorConfig
 from mcp_operator.hubclient import HubClient
 from mcp_operator.index import PolicyIndex
@@ -64,8 +65,26 @@ async def load_policies(kube: Kube, index: PolicyIndex, namespaces: Sequence[str
     log.info("policy index loaded: %d policies in %s", len(objects), ", ".join(namespaces))
 
 
+def build_router(config: OperatorConfig, kube: Kube) -> ProxyRouter:
+    """Routes in configurable-http-proxy, for policies in route mode proxy (the default)."""
+    token_from = (
+        "CONFIGPROXY_AUTH_TOKEN"
+        if config.proxy_auth_token
+        else f"Secret {config.proxy_token_secret} key {config.proxy_token_key}"
+    )
+    log.info("proxy routes: configurable-http-proxy at %s, token from %s", config.proxy_api_url, token_from)
+    return ProxyRouter(
+        config.proxy_api_url,
+        token=config.proxy_auth_token,
+        secrets=kube,
+        secret_name=config.proxy_token_secret,
+        secret_key=config.proxy_token_key,
+    )
+
+
 def build_state(config: OperatorConfig, kube: Kube, index: PolicyIndex) -> OperatorState:
-    wiring = ChildWiring(kube, index, config.ingress_selector)
+    router = build_router(config, kube)
+    wiring = ChildWiring(kube, index, config.ingress_selector, router=router)
     reconciler = None
     if config.hub_api_token:
         if not config.hub_api_url:
@@ -88,7 +107,7 @@ def build_state(config: OperatorConfig, kube: Kube, index: PolicyIndex) -> Opera
         wiring=wiring,
         tokens=tokens,
         reconcile=PeriodicReconcile(
-            kube, wiring, tokens, config.namespaces, interval=config.reconcile_interval
+            kube, wiring, tokens, config.namespaces, interval=config.reconcile_interval, router=router
         ),
     )
 

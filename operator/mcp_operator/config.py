@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mcp_operator.children import DEFAULT_INGRESS_SELECTOR, SelectorError, parse_ingress_selector
+from mcp_operator.constants import PROXY_API_URL, PROXY_TOKEN_KEY, PROXY_TOKEN_SECRET
 from mcp_operator.injection import DEFAULT_SIDECAR_IMAGE
 
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -41,6 +42,10 @@ class OperatorConfig:
     hub_api_url: str | None = None
     hub_api_token: str | None = field(default=None, repr=False)  # a secret: never in a repr or log
     hub_public_url: str | None = None
+    proxy_api_url: str = PROXY_API_URL
+    proxy_auth_token: str | None = field(default=None, repr=False)  # a secret: never in a repr or log
+    proxy_token_secret: str = PROXY_TOKEN_SECRET
+    proxy_token_key: str = PROXY_TOKEN_KEY
     token_check_interval: float = 60.0
     token_retry_delay: float = 10.0
     reconcile_interval: float = 60.0
@@ -66,6 +71,8 @@ class OperatorConfig:
         ):
             if not value > 0:  # also refuses NaN
                 raise ConfigError(f"{flag} must be a positive number of seconds, got {value}")
+        if not args.proxy_api_url.startswith(("http://", "https://")):
+            raise ConfigError(f"--proxy-api-url must be an http(s) URL, got {args.proxy_api_url!r}")
         try:
             selector = parse_ingress_selector(args.ingress_controller_selector)
         except SelectorError as e:
@@ -86,6 +93,10 @@ class OperatorConfig:
             hub_api_url=args.hub_api_url or None,
             hub_api_token=env.get("JUPYTERHUB_API_TOKEN") or None,
             hub_public_url=args.hub_public_url or None,
+            proxy_api_url=args.proxy_api_url,
+            proxy_auth_token=env.get("CONFIGPROXY_AUTH_TOKEN") or None,
+            proxy_token_secret=args.proxy_token_secret,
+            proxy_token_key=args.proxy_token_key,
             token_check_interval=args.token_check_interval,
             token_retry_delay=args.token_retry_delay,
             reconcile_interval=args.reconcile_interval,
@@ -148,6 +159,23 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--hub-public-url",
         default=default("JUPYTERHUB_PUBLIC_URL"),
         help="the hub's public URL, for the endpoint URL in token Secrets [JUPYTERHUB_PUBLIC_URL]",
+    )
+    p.add_argument(
+        "--proxy-api-url",
+        default=default("MCP_PROXY_API_URL", PROXY_API_URL),
+        help="configurable-http-proxy's REST API, for route mode proxy [MCP_PROXY_API_URL]; "
+        "{namespace} in it is replaced by each watched namespace",
+    )
+    p.add_argument(
+        "--proxy-token-secret",
+        default=default("MCP_PROXY_TOKEN_SECRET", PROXY_TOKEN_SECRET),
+        help="Secret (in the pod's namespace) holding CHP's token [MCP_PROXY_TOKEN_SECRET]; "
+        "CONFIGPROXY_AUTH_TOKEN (environment only, never logged) overrides it",
+    )
+    p.add_argument(
+        "--proxy-token-key",
+        default=default("MCP_PROXY_TOKEN_KEY", PROXY_TOKEN_KEY),
+        help="key of CHP's token in that Secret [MCP_PROXY_TOKEN_KEY]",
     )
     p.add_argument(
         "--token-check-interval",

@@ -38,3 +38,8 @@ LAST_PASS = Gauge(
     "The latest periodic pass: seconds it took, pods it looked at, API writes it made.",
     ["measure"],
 )
+PROXY_REQUESTS = Counter(
+    "mcp_operator_proxy_requests_total",
+    "configurable-http-proxy API requests made by the operator, by verb (list, add, delete).",
+    ["verb"],
+)

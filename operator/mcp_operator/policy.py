@@ -17,6 +17,9 @@ from mcp_operator.constants import ANN_GROUPS, ANN_SERVERNAME, ANN_USERNAME
 # (comma-separated) through KubeSpawner's extra_annotations, e.g. in a pre_spawn_hook.
 
 MODES = ("read-only", "edit", "execute")
+# How /user/<name>/mcp reaches the sidecar: a route in configurable-http-proxy (Zero to JupyterHub's
+# default topology: proxy-public -> CHP -> pod), an Ingress, a Gateway API HTTPRoute, or nothing.
+ROUTE_MODES = ("proxy", "ingress", "gateway", "none")
 DEFAULT_PORT = 8890
 DEFAULT_RESOURCES: Mapping[str, Any] = {
     "requests": {"cpu": "10m", "memory": "64Mi"},
@@ -67,11 +70,16 @@ class Execution:
 
 @dataclass(frozen=True)
 class Route:
-    enabled: bool = True
+    mode: str = "proxy"
     ingress_class_name: str | None = None
     host: str | None = None
     tls_secret_name: str | None = None
     annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything routes the endpoint (`route.enabled: false` is mode `none`)."""
+        return self.mode != "none"
 
 
 @dataclass(frozen=True)
@@ -157,7 +165,8 @@ class Policy:
                 output_max_image_bytes=_int(exe, "outputMaxImageBytes", 1_048_576, name),
             ),
             route=Route(
-                enabled=bool(route.get("enabled", True)),
+                # `enabled: false` (before route modes) keeps meaning: no route at all
+                mode="none" if route.get("enabled", True) is False else (route.get("mode") or "proxy"),
                 ingress_class_name=route.get("ingressClassName") or None,
                 host=route.get("host") or None,
                 tls_secret_name=route.get("tlsSecretName") or None,
@@ -184,6 +193,10 @@ class Policy:
         where = f"MCPPolicy {self.name}"
         if self.tools.mode not in MODES:
             raise PolicyError(f"{where}: spec.tools.mode must be one of {MODES}, got {self.tools.mode!r}")
+        if self.route.mode not in ROUTE_MODES:
+            raise PolicyError(
+                f"{where}: spec.route.mode must be one of {ROUTE_MODES}, got {self.route.mode!r}"
+            )
         if not 1024 <= self.sidecar.port <= 65535 or self.sidecar.port == NOTEBOOK_PORT:
             raise PolicyError(
                 f"{where}: spec.sidecar.port must be 1024-65535 and not the notebook port "

@@ -6,10 +6,15 @@ Secrets) with what the policies want and says what to repair:
 - a pod whose children are missing or drifted (or whose wiring gave up after API errors): wire it
   again;
 - a child whose pod is gone, or whose pod's policy was deleted or no longer selects it: delete it;
-- a Running pod whose policy issues tokens but that has no token Secret (deleted by hand): issue.
-`PeriodicReconcile` lists (children first, then pods: a child seen always belongs to a pod that
-existed before the pod list, so a pod spawning during the pass never loses its fresh children),
-plans, and carries the repairs out. When nothing drifted it makes no write.
+- a Running pod whose policy issues tokens but that has no token Secret (deleted by hand): issue;
+- route mode proxy, given configurable-http-proxy's route table: a pod's route that is missing (a
+  CHP restart loses every route: it keeps them in memory) or points elsewhere: add it; a route of
+  ours (by its data) whose pod is gone or no longer routed through the proxy: delete it. Routes
+  that are not ours (the hub's) are never touched.
+`PeriodicReconcile` lists (CHP's routes and children first, then pods: a route or child seen always
+belongs to a pod that existed before the pod list, so a pod spawning during the pass never loses
+its fresh ones), plans, and carries the repairs out. When nothing drifted it makes no write, to
+the API server or to the proxy.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcp_operator.children import build_children, injected_policy
+from mcp_operator.chp import ProxyRouter
 from mcp_operator.constants import ANN_TOKEN_ID
 from mcp_operator.kube import CHILD_KINDS, ChildKind, Kube
 from mcp_operator.metrics import LAST_PASS, RECONCILE_PASSES, RECONCILE_REPAIRS
 from mcp_operator.names import child_name
 from mcp_operator.policy import PodIdentity, Policy, matches
+from mcp_operator.routes import ProxyRoute, RoutePlan, build_proxy_route, plan_routes, route_in_place
 from mcp_operator.token_workers import TokenWorkers, is_running
 from mcp_operator.wiring import ChildWiring
 
@@ -55,9 +62,11 @@ class Repairs:
     delete: list[tuple[ChildKind, str, str]] = field(default_factory=list)  # (kind, namespace, name)
     reissue: list[dict[str, Any]] = field(default_factory=list)
     intact: list[tuple[str, tuple[str, int]]] = field(default_factory=list)  # (pod uid, (policy, generation))
+    routes: RoutePlan = field(default_factory=RoutePlan)
+    routes_intact: list[ProxyRoute] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.rewire or self.delete or self.reissue)
+        return bool(self.rewire or self.delete or self.reissue or self.routes)
 
 
 def _owner_uid(obj: Mapping[str, Any]) -> str | None:
@@ -71,8 +80,14 @@ def plan_repairs(
     secrets: Iterable[Mapping[str, Any]],
     policies: Sequence[Policy],
     ingress_selector: Mapping[str, Any],
+    *,
+    proxy_routes: Mapping[str, Mapping[str, Any]] | None = None,
+    namespace: str = "",
 ) -> Repairs:
+    """`proxy_routes`: CHP's table (`GET /api/routes`), None when it was not read (no route is
+    then added or deleted); `namespace`: whose routes of ours this pass may delete."""
     repairs = Repairs()
+    desired_routes: list[ProxyRoute] = []
     by_name = {p.name: p for p in policies}
     actual: dict[tuple[ChildKind, str], Mapping[str, Any]] = {}
     for child in children:
@@ -109,6 +124,12 @@ def plan_repairs(
             repairs.intact.append((meta["uid"], (policy.name, policy.generation)))
         if policy.tokens.issue and is_running(pod) and meta["uid"] not in owners_with_token:
             repairs.reissue.append(dict(pod))
+        route = build_proxy_route(pod, policy)
+        if route is not None:
+            desired_routes.append(route)
+    if proxy_routes is not None:
+        repairs.routes = plan_routes(desired_routes, proxy_routes, namespace)
+        repairs.routes_intact = [r for r in desired_routes if route_in_place(r, proxy_routes)]
     for (kind, name), child in actual.items():
         if (kind, name) not in kept and kind in CHILD_KINDS:
             repairs.delete.append((kind, child["metadata"]["namespace"], name))
@@ -121,6 +142,8 @@ class PassReport:
     rewired: int = 0
     deleted: int = 0
     reissued: int = 0
+    routes_added: int = 0
+    routes_deleted: int = 0
     seconds: float = 0.0
     writes: int = 0
 
@@ -135,7 +158,9 @@ class PeriodicReconcile:
         *,
         interval: float,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        router: ProxyRouter | None = None,
     ) -> None:
+        self.router = router
         self.kube = kube
         self.wiring = wiring
         self.tokens = tokens
@@ -145,19 +170,66 @@ class PeriodicReconcile:
 
     async def run_once(self) -> PassReport:
         report = PassReport()
-        started, writes_before = time.monotonic(), self.kube.writes()
+        started, writes_before = time.monotonic(), self._writes()
         for namespace in self.namespaces:
+            policies = self.wiring.index.policies(namespace)
+            table = await self._proxy_table(namespace, policies)
             listed = await asyncio.gather(*(self.kube.list_children(namespace, kind) for kind in CHILD_KINDS))
             children = [c for kind_list in listed for c in kind_list]
             pods = await self.kube.list_user_pods(namespace)
             secrets = await self.kube.list_token_secrets(namespace) if self.tokens is not None else []
-            policies = self.wiring.index.policies(namespace)
-            repairs = plan_repairs(pods, children, secrets, policies, self.wiring.ingress_selector)
+            repairs = plan_repairs(
+                pods,
+                children,
+                secrets,
+                policies,
+                self.wiring.ingress_selector,
+                proxy_routes=table,
+                namespace=namespace,
+            )
             report.pods += len(pods)
             await self._carry_out(repairs, report)
+            await self._carry_out_routes(namespace, repairs, table or {}, report)
         report.seconds = time.monotonic() - started
-        report.writes = self.kube.writes() - writes_before
+        report.writes = self._writes() - writes_before
         return report
+
+    def _writes(self) -> int:
+        return self.kube.writes() + (self.router.writes() if self.router is not None else 0)
+
+    async def _proxy_table(
+        self, namespace: str, policies: Sequence[Policy]
+    ) -> dict[str, dict[str, Any]] | None:
+        """CHP's routes, read when this namespace routes through the proxy (or did: routes of ours
+        may be left to delete); None otherwise or when CHP cannot be asked."""
+        if self.router is None:
+            return None
+        routing = any(p.route.mode == "proxy" for p in policies)
+        if not routing and not any(r.namespace == namespace for r in self.router.routed.values()):
+            return None
+        return await self.router.table(namespace)
+
+    async def _carry_out_routes(
+        self, namespace: str, repairs: Repairs, table: Mapping[str, Mapping[str, Any]], report: PassReport
+    ) -> None:
+        if self.router is None:
+            return
+        router = self.router
+        for route in repairs.routes_intact:
+            router.known(route)
+        added = await asyncio.gather(*(router.add(route) for route in repairs.routes.add))
+        deleted = await asyncio.gather(
+            *(router.delete(namespace, path, table) for path in repairs.routes.delete)
+        )
+        report.routes_added += sum(added)
+        report.routes_deleted += sum(deleted)
+        for action, count in (("route-added", sum(added)), ("route-deleted", sum(deleted))):
+            if count:
+                RECONCILE_REPAIRS.labels(action=action).inc(count)
+        if repairs.routes:
+            log.info(
+                "reconcile pass: %d proxy routes added, %d deleted in %s", sum(added), sum(deleted), namespace
+            )
 
     async def _carry_out(self, repairs: Repairs, report: PassReport) -> None:
         for uid, key in repairs.intact:

@@ -18,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from mcp_operator.backoff import backoff_delay
 from mcp_operator.children import build_children, injected_policy
+from mcp_operator.chp import ProxyRouter
 from mcp_operator.constants import FIELD_MANAGER_STATUS
 from mcp_operator.events import Events, KubeEvents, pod_reference
 from mcp_operator.index import PolicyIndex
@@ -45,8 +46,10 @@ class ChildWiring:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         status_debounce: float = STATUS_DEBOUNCE,
+        router: ProxyRouter | None = None,
     ) -> None:
         self.kube = kube
+        self.router = router  # route mode proxy: the pod's route in configurable-http-proxy
         self.index = index
         self.ingress_selector = ingress_selector
         self.events: Events = events or KubeEvents(kube)
@@ -62,6 +65,8 @@ class ChildWiring:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        if self.router is not None:
+            await self.router.close()
 
     # --- pods --------------------------------------------------------------------------------------
 
@@ -80,6 +85,7 @@ class ChildWiring:
             return False  # a deleted (or broken) policy: the periodic pass removes the children
         key = (policy.name, policy.generation)
         if not again and self.wired.get(meta["uid"]) == key:
+            await self.route(pod, policy)  # the pod may have got its IP since
             return True
         first = meta["uid"] not in self.wired
         children = build_children(pod, policy, self.ingress_selector)
@@ -110,6 +116,7 @@ class ChildWiring:
         for child in children:
             CHILDREN_APPLIED.labels(kind=child["kind"]).inc()
         self.wired[meta["uid"]] = key
+        await self.route(pod, policy)
         if first:
             kinds = "/".join(c["kind"] for c in children)
             self.events.info(
@@ -120,6 +127,11 @@ class ChildWiring:
         self.request_status(meta["namespace"], policy.name)
         return True
 
+    async def route(self, pod: Mapping[str, Any], policy: Policy) -> None:
+        """The pod's proxy route (added, moved or removed); a failure is left to the next pass."""
+        if self.router is not None:
+            await self.router.ensure(pod, policy)
+
     def pod_gone(self, pod: Mapping[str, Any]) -> None:
         meta = pod["metadata"]
         marker = injected_policy(pod)
@@ -129,6 +141,8 @@ class ChildWiring:
     async def pod_event(self, type: str | None, pod: Mapping[str, Any]) -> None:
         if type == "DELETED" or pod["metadata"].get("deletionTimestamp"):
             self.pod_gone(pod)
+            if self.router is not None:
+                await self.router.remove(pod)
         else:
             await self.wire_pod(pod)
 

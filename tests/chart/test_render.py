@@ -138,6 +138,9 @@ def test_deployment_runs_one_locked_down_operator(default):
             "MCP_INGRESS_SELECTOR",
             "MCP_SIDECAR_IMAGE",
             "JUPYTERHUB_API_URL",
+            "MCP_PROXY_API_URL",
+            "MCP_PROXY_TOKEN_SECRET",
+            "MCP_PROXY_TOKEN_KEY",
         )
     } == {
         "MCP_WEBHOOK_PORT": "8443",
@@ -148,12 +151,18 @@ def test_deployment_runs_one_locked_down_operator(default):
         "MCP_INGRESS_SELECTOR": "app.kubernetes.io/name=ingress-nginx",
         "MCP_SIDECAR_IMAGE": "ghcr.io/jupyterhub-mcp/sidecar:0.1.0",
         "JUPYTERHUB_API_URL": "http://hub:8081/hub/api",
+        # route mode proxy: Zero to JupyterHub's proxy-api Service and its Secret `hub`
+        "MCP_PROXY_API_URL": "http://proxy-api:8001",
+        "MCP_PROXY_TOKEN_SECRET": "hub",
+        "MCP_PROXY_TOKEN_KEY": "hub.config.ConfigurableHTTPProxy.auth_token",
     }
     # No service token or public URL configured: the variables are absent rather than empty.
     assert "JUPYTERHUB_API_TOKEN" not in env and "JUPYTERHUB_PUBLIC_URL" not in env
     # Zero to JupyterHub's hub NetworkPolicy admits only pods with this label; tokens need the hub.
     labels = spec["template"]["metadata"]["labels"]
     assert labels["hub.jupyter.org/network-access-hub"] == "true"
+    # ...and its proxy NetworkPolicy admits to proxy-api only pods with this one (proxy routes)
+    assert labels["hub.jupyter.org/network-access-proxy-api"] == "true"
 
 
 def test_webhook_configuration(default):
@@ -250,6 +259,14 @@ def test_full_values(full):
     assert env["JUPYTERHUB_API_URL"]["value"] == "http://hub.jhub.svc:8081/hub/api"
     assert env["JUPYTERHUB_PUBLIC_URL"]["value"] == "https://hub.example.org/jhub"
     assert "hub.jupyter.org/network-access-hub" not in deployment["spec"]["template"]["metadata"]["labels"]
+    assert (
+        "hub.jupyter.org/network-access-proxy-api" not in deployment["spec"]["template"]["metadata"]["labels"]
+    )
+    assert env["MCP_PROXY_API_URL"]["value"] == "http://proxy-api.{namespace}:8001"
+    assert (env["MCP_PROXY_TOKEN_SECRET"]["value"], env["MCP_PROXY_TOKEN_KEY"]["value"]) == (
+        "chp-token",
+        "token",
+    )
     assert env["MCP_LOG_LEVEL"]["value"] == "debug"
     assert one(full, "ServiceAccount")["metadata"]["annotations"] == {"example.org/owner": "platform"}
 
@@ -259,7 +276,9 @@ def test_full_values(full):
     policy = one(full, "MCPPolicy")
     assert policy["apiVersion"] == "mcp.jupyterhub.org/v1alpha1"
     assert policy["metadata"]["name"] == "everyone" and policy["metadata"]["namespace"] == "jhub"
-    assert policy["spec"] == yaml.safe_load(FULL_VALUES.read_text())["defaultPolicy"]["spec"]
+    values = yaml.safe_load(FULL_VALUES.read_text())
+    # the spec as given, with the chart's route.mode where the spec names none
+    assert policy["spec"] == {**values["defaultPolicy"]["spec"], "route": {"mode": "ingress"}}
 
 
 def test_default_policy_gets_the_chart_sidecar_image(render):
@@ -267,6 +286,16 @@ def test_default_policy_gets_the_chart_sidecar_image(render):
     spec = one(objects, "MCPPolicy")["spec"]
     assert spec["sidecar"] == {"image": "ghcr.io/jupyterhub-mcp/sidecar:9.9.9"}
     assert spec["selection"] == {"users": ["*"]}
+    assert spec["route"] == {"mode": "proxy"}  # the chart's route.mode
+
+
+def test_default_policy_route_mode_from_values_unless_its_spec_sets_one(render):
+    on = ("--set", "defaultPolicy.enabled=true")
+    assert one(render(*on, "--set", "route.mode=gateway"), "MCPPolicy")["spec"]["route"] == {
+        "mode": "gateway"
+    }
+    own = render(*on, "--set", "route.mode=gateway", "--set", "defaultPolicy.spec.route.mode=none")
+    assert one(own, "MCPPolicy")["spec"]["route"] == {"mode": "none"}
 
 
 def test_cert_manager_with_an_existing_issuer(full):
@@ -309,6 +338,8 @@ def test_cert_manager_self_signed_issuer(render):
         (["--set", "hub.networkAccessLabel=yes"], "/hub/networkAccessLabel"),
         (["--set", "webhook.url=http://127.0.0.1:8443/mutate-pod"], "/webhook/url"),
         (["--set", "defaultPolicy.name=Not_A_Name"], "/defaultPolicy/name"),
+        (["--set", "route.mode=nginx"], "/route/mode"),
+        (["--set", "route.proxy.apiUrl=proxy-api:8001"], "/route/proxy/apiUrl"),
     ],
 )
 def test_schema_rejects_bad_values(helm_bin, args, complaint):

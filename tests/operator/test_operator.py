@@ -41,7 +41,12 @@ RECONCILE_INTERVAL = 2  # seconds between the operator's periodic passes in this
 
 EVERYONE = {
     "selection": {"users": ["*"], "excludeUsers": ["admin-*"]},
-    "route": {"ingressClassName": "nginx", "host": "hub.example.org", "tlsSecretName": "hub-tls"},
+    "route": {
+        "mode": "ingress",
+        "ingressClassName": "nginx",
+        "host": "hub.example.org",
+        "tlsSecretName": "hub-tls",
+    },
     "tools": {"mode": "edit"},
 }
 
@@ -602,7 +607,11 @@ def test_a_pass_with_nothing_drifted_makes_no_write(cluster: Cluster) -> None:
 
 def test_children_of_a_deleted_policy_are_removed(cluster: Cluster) -> None:
     cluster.apply_policy(
-        "tina-only", {"selection": {"users": ["tina"], "priority": 10}, "route": {"host": "t.example.org"}}
+        "tina-only",
+        {
+            "selection": {"users": ["tina"], "priority": 10},
+            "route": {"mode": "ingress", "host": "t.example.org"},
+        },
     )
     cluster.create_pod(user_pod("tina"))
     assert cluster.pod("jupyter-tina").metadata.annotations["mcp.jupyterhub.org/injected"] == "tina-only/1"

@@ -95,7 +95,7 @@ def test_ports_are_the_ones_the_pod_was_injected_with(native: bool) -> None:
     ],
 )
 def test_ingress_path(user: str, server: str, path: str, path_type: str) -> None:
-    ing = build_ingress_spec(pod(user, server), policy())
+    ing = build_ingress_spec(pod(user, server), policy(route={"mode": "ingress"}))
     (rule,) = ing["spec"]["rules"]
     (entry,) = rule["http"]["paths"]
     assert (entry["path"], entry["pathType"]) == (path, path_type)
@@ -105,6 +105,7 @@ def test_ingress_path(user: str, server: str, path: str, path_type: str) -> None
 
 def test_ingress_class_host_tls_annotations() -> None:
     route = {
+        "mode": "ingress",
         "ingressClassName": "nginx",
         "host": "hub.example.org",
         "tlsSecretName": "hub-tls",
@@ -117,10 +118,36 @@ def test_ingress_class_host_tls_annotations() -> None:
     assert ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
 
 
+def with_prefix(p: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The pod as KubeSpawner makes it under a hub with a base URL: the prefix in the env."""
+    env = [{"name": "JUPYTERHUB_SERVICE_PREFIX", "value": prefix}]
+    p["spec"] = {"containers": [{"name": "notebook", "env": env}]}
+    return p
+
+
+def test_ingress_path_has_the_hub_base_url_from_the_pod() -> None:
+    """hub.baseUrl /jhub/: the hub hands the pod /jhub/user/alice/, the sidecar serves under it."""
+    ing = build_ingress_spec(
+        with_prefix(pod("alice"), "/jhub/user/alice/"), policy(route={"mode": "ingress"})
+    )
+    assert ing["spec"]["rules"][0]["http"]["paths"][0]["path"] == "/jhub/user/alice/mcp"
+
+
+def test_only_route_mode_ingress_makes_an_ingress() -> None:
+    for mode in ("proxy", "gateway", "none"):
+        kinds = [c["kind"] for c in build_children(pod("alice"), policy(route={"mode": mode}), DEFAULT)]
+        assert "Ingress" not in kinds and "Service" in kinds and "NetworkPolicy" in kinds, mode
+    assert build_ingress_spec(pod("alice"), policy()) is None  # the default mode is proxy
+    kinds = [c["kind"] for c in build_children(pod("alice"), policy(route={"mode": "ingress"}), DEFAULT)]
+    assert kinds == ["Service", "Ingress", "NetworkPolicy"]
+
+
 def test_long_policy_names_fit_a_label_value() -> None:
     """Policy names may have 253 characters, label values 63: a raw long name fails the apply."""
     name = "p" * 100
-    long = Policy.from_object({"metadata": {"name": name, "generation": 1}, "spec": {}})
+    long = Policy.from_object(
+        {"metadata": {"name": name, "generation": 1}, "spec": {"route": {"mode": "ingress"}}}
+    )
     for child in build_children(pod("alice", name="jupyter-" + "x" * 70), long, DEFAULT):
         labels = child["metadata"]["labels"]
         assert all(len(v) <= 63 for v in labels.values()), labels

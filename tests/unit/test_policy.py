@@ -45,6 +45,7 @@ def test_defaults_equal_the_crd_defaults() -> None:
     assert p.tokens.ttl_seconds == default("tokens", "ttlSeconds")
     assert p.tokens.rotate_before_seconds == default("tokens", "rotateBeforeSeconds")
     assert p.tokens.mount_path == default("tokens", "mountPath")
+    assert p.route.mode == default("route", "mode") == "proxy"
     assert p.route.enabled is default("route", "enabled") and p.network.enabled is default(
         "network", "enabled"
     )
@@ -60,11 +61,32 @@ def test_defaults_equal_the_crd_defaults() -> None:
         ({"selection": {"users": "alice"}}, "users must be a list"),
         ({"selection": {"priority": "high"}}, "priority must be an integer"),
         ({"route": ["x"]}, "route must be an object"),
+        ({"route": {"mode": "nginx"}}, "spec.route.mode must be one of"),
     ],
 )
 def test_bad_policies_say_what_is_wrong(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         Policy.from_object({"metadata": {"name": "bad"}, "spec": spec})
+
+
+def test_route_modes_and_the_enabled_flag_before_them() -> None:
+    def route(**r: Any) -> Any:
+        return Policy.from_object({"metadata": {"name": "r"}, "spec": {"route": r}}).route
+
+    assert [route(mode=m).mode for m in ("proxy", "ingress", "gateway", "none")] == [
+        "proxy",
+        "ingress",
+        "gateway",
+        "none",
+    ]
+    assert route().mode == "proxy" and route().enabled
+    # route.enabled false keeps meaning what it meant: no route, whatever the (defaulted) mode
+    assert route(enabled=False).mode == "none" and not route(enabled=False).enabled
+    assert route(enabled=False, mode="ingress").mode == "none"
+    assert route(enabled=True, mode="ingress").mode == "ingress"
+    schema = yaml.safe_load(CRD.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    mode = schema["properties"]["spec"]["properties"]["route"]["properties"]["mode"]
+    assert tuple(mode["enum"]) == ("proxy", "ingress", "gateway", "none")
 
 
 def test_users_globs_and_exclusions() -> None:

@@ -28,6 +28,8 @@ def pod(user: str, uid: str, *, marker: str = "pol/1", phase: str = "Running") -
 
 
 def policy(name: str = "pol", **spec: Any) -> Policy:
+    """Route mode ingress unless told: every kind of child is there to drift."""
+    spec.setdefault("route", {"mode": "ingress"})
     return Policy.from_object({"metadata": {"name": name, "generation": 1}, "spec": spec})
 
 

@@ -1,0 +1,54 @@
+"""What a user pod says about itself (pure): the values the hub put into its spec, its IP.
+
+The hub hands each server its prefix and API URL as environment (`JUPYTERHUB_SERVICE_PREFIX`,
+`JUPYTERHUB_API_URL`); they carry the hub's base URL (`hub.baseUrl` in Zero to JupyterHub), so
+paths and URLs built from them are right whatever the base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mcp_operator.endpoint import mcp_path_under, server_prefix
+from mcp_operator.policy import PodIdentity
+
+NOTEBOOK_CONTAINER = "notebook"  # KubeSpawner's name for the user's container
+
+
+def notebook_env(pod: Mapping[str, Any], name: str) -> str | None:
+    """A literal environment value of the user's container (the hub sets these on the pod spec):
+    the container named `notebook`, else the first one that has the variable."""
+    containers = list((pod.get("spec") or {}).get("containers") or ())
+    containers.sort(key=lambda c: c.get("name") != NOTEBOOK_CONTAINER)
+    for container in containers:
+        for entry in container.get("env") or ():
+            if entry.get("name") == name and entry.get("value"):
+                return str(entry["value"])
+    return None
+
+
+def service_prefix(pod: Mapping[str, Any]) -> str:
+    """The server's prefix as the hub handed it to the pod (`JUPYTERHUB_SERVICE_PREFIX`, which has
+    the hub's base URL in it: `/jhub/user/alice/`); without it, `/user/<name>/` from the pod's
+    annotations."""
+    prefix = notebook_env(pod, "JUPYTERHUB_SERVICE_PREFIX")
+    if prefix:
+        return prefix if prefix.endswith("/") else prefix + "/"
+    identity = PodIdentity.of(pod)
+    if identity is None:
+        raise ValueError(f"pod {pod['metadata'].get('name')} has no hub.jupyter.org/username annotation")
+    return server_prefix(identity.user, identity.server_name)
+
+
+def endpoint_path(pod: Mapping[str, Any]) -> str:
+    """`<JUPYTERHUB_SERVICE_PREFIX>mcp`: where the sidecar serves (it reads the same variable)."""
+    return mcp_path_under(service_prefix(pod))
+
+
+def pod_ip(pod: Mapping[str, Any]) -> str | None:
+    """The pod's IP while it can serve; None before it has one and once it is done."""
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed") or (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    return status.get("podIP") or None
