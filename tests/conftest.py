@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.jupyter",
     "tests.fixtures.hub",
     "tests.fixtures.controlplane",
+    "tests.fixtures.nodeagent",
 ]
