@@ -39,6 +39,8 @@ from mcp_operator.wiring import ChildWiring
 
 log = logging.getLogger(__name__)
 
+REWIRE_CONCURRENCY = 32  # pods at once: twice the API threads, so the pool never idles
+
 
 def contains(actual: Any, desired: Any) -> bool:
     """Whether `actual` (as the API server returns it, with its defaults added) holds everything
@@ -167,10 +169,12 @@ class PeriodicReconcile:
         self.namespaces = tuple(namespaces)
         self.interval = interval
         self.sleep = sleep
+        self._listed_at = 0.0
 
     async def run_once(self) -> PassReport:
         report = PassReport()
         started, writes_before = time.monotonic(), self._writes()
+        self._listed_at = started
         for namespace in self.namespaces:
             policies = self.wiring.index.policies(namespace)
             table = await self._proxy_table(namespace, policies)
@@ -234,9 +238,17 @@ class PeriodicReconcile:
     async def _carry_out(self, repairs: Repairs, report: PassReport) -> None:
         for uid, key in repairs.intact:
             self.wiring.wired.setdefault(uid, key)
-        results = await asyncio.gather(
-            *(self.wiring.wire_pod(pod, policy=policy, again=True) for pod, policy in repairs.rewire)
-        )
+        # Pods wired since the listing (by their own events, in a start-up burst) have not drifted;
+        # the rest are rewired a bounded number at a time.
+        gate = asyncio.Semaphore(REWIRE_CONCURRENCY)
+
+        async def rewire(pod: dict[str, Any], policy: Policy) -> bool:
+            if self.wiring.wired_at.get(pod["metadata"]["uid"], -1.0) >= self._listed_at:
+                return False
+            async with gate:
+                return await self.wiring.wire_pod(pod, policy=policy, again=True)
+
+        results = await asyncio.gather(*(rewire(pod, policy) for pod, policy in repairs.rewire))
         report.rewired = sum(results)
         await asyncio.gather(*(self.kube.delete_child(kind, ns, name) for kind, ns, name in repairs.delete))
         report.deleted = len(repairs.delete)

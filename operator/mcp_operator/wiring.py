@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -59,7 +60,10 @@ class ChildWiring:
         # pod uid -> (policy name, generation) whose children are in place; avoids re-applying on
         # every status change of a pod. Empty after a restart, so everything is checked once.
         self.wired: dict[str, tuple[str, int]] = {}
+        self.wired_at: dict[str, float] = {}  # pod uid -> monotonic time its children were applied
+        self._in_flight: dict[str, asyncio.Future[bool]] = {}  # pod uid -> the wiring under way
         self._status_pending: set[tuple[str, str]] = set()
+        self._status_writing: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
@@ -87,6 +91,26 @@ class ChildWiring:
         if not again and self.wired.get(meta["uid"]) == key:
             await self.route(pod, policy)  # the pod may have got its IP since
             return True
+        running = self._in_flight.get(meta["uid"])
+        if running is not None:
+            # The pod's event and the periodic pass can ask at once: one wiring, both wait for it.
+            return await asyncio.shield(running)
+        future = asyncio.get_running_loop().create_future()
+        self._in_flight[meta["uid"]] = future
+        try:
+            wired = await self._apply_children(pod, policy, key)
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved: a failure nobody else waited for is not "never retrieved"
+            raise
+        else:
+            future.set_result(wired)
+            return wired
+        finally:
+            del self._in_flight[meta["uid"]]
+
+    async def _apply_children(self, pod: Mapping[str, Any], policy: Policy, key: tuple[str, int]) -> bool:
+        meta = pod["metadata"]
         first = meta["uid"] not in self.wired
         children = build_children(pod, policy, self.ingress_selector)
         wanted = {c["kind"] for c in children}
@@ -116,6 +140,7 @@ class ChildWiring:
         for child in children:
             CHILDREN_APPLIED.labels(kind=child["kind"]).inc()
         self.wired[meta["uid"]] = key
+        self.wired_at[meta["uid"]] = time.monotonic()
         await self.route(pod, policy)
         if first:
             kinds = "/".join(c["kind"] for c in children)
@@ -135,6 +160,7 @@ class ChildWiring:
     def pod_gone(self, pod: Mapping[str, Any]) -> None:
         meta = pod["metadata"]
         marker = injected_policy(pod)
+        self.wired_at.pop(meta["uid"], None)
         if self.wired.pop(meta["uid"], None) is not None and marker:
             self.request_status(meta["namespace"], marker[0])
 
@@ -183,7 +209,9 @@ class ChildWiring:
     # --- status ------------------------------------------------------------------------------------
 
     def request_status(self, namespace: str, name: str) -> None:
-        """Refresh the policy's status soon; many requests within the debounce make one write."""
+        """Refresh the policy's status soon; many requests within the debounce make one write, and
+        one policy has at most one write under way (each lists the namespace's pods: with
+        thousands of pods a write outlasts the debounce, and overlapping ones piled up lists)."""
         key = (namespace, name)
         if key in self._status_pending:
             return
@@ -191,7 +219,10 @@ class ChildWiring:
 
         async def later() -> None:
             await self.sleep(self.status_debounce)
-            self._status_pending.discard(key)
+            while key in self._status_writing:
+                await self.sleep(self.status_debounce)
+            self._status_pending.discard(key)  # requests from now on: the next write
+            self._status_writing.add(key)
             try:
                 await self.write_status(namespace, name)
             except ApiException as e:
@@ -200,6 +231,8 @@ class ChildWiring:
                     log.warning(
                         "could not write the status of MCPPolicy %s/%s: %s", namespace, name, e.reason
                     )
+            finally:
+                self._status_writing.discard(key)
 
         task = asyncio.get_running_loop().create_task(later())
         self._tasks.add(task)
