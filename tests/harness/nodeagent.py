@@ -49,8 +49,10 @@ What it simulates
       (removed when the agent stops), and writes land in the per-pod directory.
 
 What it does not do
-    * no container isolation: no PID/user/IPC namespaces, processes run as the agent's user (root);
-      securityContext (runAsUser, fsGroup, capabilities, readOnlyRootFilesystem, seccomp) ignored;
+    * no container isolation: no PID/user/IPC namespaces, processes run as the agent's user (root:
+      the project's Python lives under /root, mode 0700, so runAsUser cannot be honoured and
+      ``jupyterhub-singleuser`` gets ``--allow-root``); securityContext (runAsUser, fsGroup,
+      capabilities, readOnlyRootFilesystem, seccomp) is ignored;
     * no images, no cgroups (resources are neither reserved nor limited), no eviction;
     * no CNI policy enforcement (NetworkPolicies are not applied), no Services: ClusterIPs are not
       routed, no kube-proxy, no DNS, no Service env vars; the API server (on 127.0.0.1) is not
@@ -132,11 +134,13 @@ class Program:
     """One row of the table. A container whose command+args start with ``command`` (compared by
     basename) runs ``path`` with the rest of its words; a container without ``command`` whose image
     repository is ``image`` (or ends in ``/`` + ``image``) runs ``path`` + its args (the image's
-    entrypoint). ``env`` is the image's environment, below the container's own."""
+    entrypoint). ``args`` go right after ``path``; ``env`` is the image's environment, below the
+    container's own."""
 
     path: str
     command: str | None = None
     image: str | None = None
+    args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -144,7 +148,9 @@ def default_programs() -> list[Program]:
     venv = Path(VENV_BIN)
     sidecar = str(venv / "jupyterhub-mcp-sidecar")
     return [
-        Program(str(venv / "jupyterhub-singleuser"), command="jupyterhub-singleuser"),
+        # Processes run as root (the project's Python lives under /root, 0700, so runAsUser cannot
+        # be honoured); Jupyter refuses root unless told.
+        Program(str(venv / "jupyterhub-singleuser"), command="jupyterhub-singleuser", args=("--allow-root",)),
         Program(sidecar, command="jupyterhub-mcp-sidecar"),
         Program(sidecar, command="mcp-sidecar"),
         Program(sidecar, image="jupyterhub-mcp/sidecar"),
@@ -172,12 +178,12 @@ def resolve_program(
         first = os.path.basename(words[0])
         for row in programs:
             if row.command is not None and row.command == first:
-                return [row.path, *words[1:]]
+                return [row.path, *row.args, *words[1:]]
     if not command:
         repo = image_repository(image or "")
         for row in programs:
             if row.image is not None and (repo == row.image or repo.endswith("/" + row.image)):
-                return [row.path, *args]
+                return [row.path, *row.args, *args]
     return None
 
 

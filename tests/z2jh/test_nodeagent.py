@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.server
 import ipaddress
+import json
 import os
 import subprocess
 import sys
@@ -126,10 +127,12 @@ def exec_ok(agent: NodeAgent, namespace: str, pod: str, container: str, argv: li
     return result.stdout
 
 
-def fetch(url: str) -> list[str]:
+def fetch(url: str, headers: dict[str, str] | None = None) -> list[str]:
     """argv for a host Python that GETs ``url`` and prints the status and body."""
     code = (
-        f"import urllib.request as u; r = u.urlopen({url!r}, timeout=5); print(r.status, r.read().decode())"
+        "import urllib.request as u; "
+        f"r = u.urlopen(u.Request({url!r}, headers={headers or {}!r}), timeout=5); "
+        "print(r.status, r.read().decode())"
     )
     return [sys.executable, "-I", "-c", code]
 
@@ -556,12 +559,140 @@ def test_a_container_nothing_maps_is_reported_and_the_agent_carries_on(
     )
 
 
+USER = "ann"
+SERVER_TOKEN = "server-token-of-ann"  # what the hub would put in JUPYTERHUB_API_TOKEN
+
+
+@pytest.fixture
+def fake_hub(node_agent: NodeAgent) -> Iterator[str]:
+    """Just enough of the hub API on the agent's host IP for a jupyterhub-singleuser to start and
+    accept its own token (the real hub is the Z2JH tier's). Yields the port."""
+    import jupyterhub
+
+    user = {
+        "kind": "user",
+        "name": USER,
+        "admin": False,
+        "groups": [],
+        "session_id": None,
+        "scopes": [
+            f"access:servers!server={USER}/",
+            f"access:servers!user={USER}",
+            f"users:activity!user={USER}",
+        ],
+    }
+
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def answer(self, code: int, body: Any) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-JupyterHub-Version", jupyterhub.__version__)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") == "/hub/api":
+                self.answer(200, {"version": jupyterhub.__version__})
+            elif self.path.startswith("/hub/api/user"):
+                auth = self.headers.get("Authorization", "")
+                ok = auth in (f"token {SERVER_TOKEN}", f"Bearer {SERVER_TOKEN}")
+                self.answer(200, user) if ok else self.answer(403, {"message": "bad token"})
+            else:
+                self.answer(404, {})
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.answer(200, {})
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((node_agent.host_ip, 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield str(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.skipif(
     not (VENV_BIN / "jupyterhub-singleuser").exists() or not (VENV_BIN / "jupyterhub-mcp-sidecar").exists(),
     reason="the venv lacks jupyterhub-singleuser or jupyterhub-mcp-sidecar",
 )
-def test_the_sidecar_reaches_jupyter_on_the_pods_loopback(
-    node_agent: NodeAgent, core: client.CoreV1Api, k8s_namespace: str
+def test_the_mcp_sidecar_reaches_jupyterhub_singleuser_on_the_pods_loopback(
+    node_agent: NodeAgent, core: client.CoreV1Api, k8s_namespace: str, fake_hub: str
 ) -> None:
-    """jupyterhub-singleuser + the injected-style mcp-sidecar (by image, no command) in one pod."""
-    pytest.skip("not done yet")
+    """A KubeSpawner-shaped notebook container (args ``jupyterhub-singleuser``, an image that cannot
+    run here) and the webhook-shaped native sidecar (no command: mapped by its image)."""
+    prefix = f"/user/{USER}/"
+    hub_env = [
+        {"name": "JUPYTERHUB_API_TOKEN", "value": SERVER_TOKEN},
+        {"name": "JUPYTERHUB_API_URL", "value": f"http://hub:{fake_hub}/hub/api"},
+        {"name": "JUPYTERHUB_ACTIVITY_URL", "value": f"http://hub:{fake_hub}/hub/api/users/{USER}/activity"},
+        {"name": "JUPYTERHUB_USER", "value": USER},
+        {"name": "JUPYTERHUB_SERVICE_PREFIX", "value": prefix},
+    ]
+    notebook = {
+        "name": "notebook",
+        "image": "quay.io/jupyterhub/k8s-singleuser-sample:4.0.0",
+        "args": ["jupyterhub-singleuser"],
+        "ports": [{"name": "notebook-port", "containerPort": 8888}],
+        "env": [
+            *hub_env,
+            {"name": "JUPYTERHUB_CLIENT_ID", "value": f"jupyterhub-user-{USER}"},
+            {"name": "JUPYTERHUB_BASE_URL", "value": "/"},
+            {"name": "JUPYTERHUB_SERVER_NAME", "value": ""},
+            {"name": "JUPYTERHUB_SERVICE_URL", "value": f"http://0.0.0.0:8888{prefix}"},
+            {"name": "JUPYTERHUB_OAUTH_CALLBACK_URL", "value": f"{prefix}oauth_callback"},
+            {"name": "JUPYTERHUB_HOST", "value": ""},
+            {
+                "name": "JUPYTERHUB_OAUTH_ACCESS_SCOPES",
+                "value": json.dumps([f"access:servers!server={USER}/"]),
+            },
+        ],
+    }
+    sidecar = {
+        "name": "mcp-sidecar",
+        "image": "registry.example.org/jupyterhub-mcp/sidecar:test",
+        "restartPolicy": "Always",
+        "ports": [{"name": "mcp", "containerPort": 8890}],
+        "env": [
+            *hub_env,
+            {"name": "JUPYTER_SERVER_URL", "value": "http://127.0.0.1:8888"},
+            {"name": "MCP_PORT", "value": "8890"},
+            {"name": "MCP_TOKEN", "value": "static-test-token"},
+            {"name": "MCP_AUDIT_LOG", "value": "off"},
+        ],
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", "port": 8890},
+            "periodSeconds": 1,
+            "failureThreshold": 60,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": 8890},
+            "periodSeconds": 2,
+            "failureThreshold": 1,
+        },
+        "volumeMounts": [{"name": "mcp-sidecar-tmp", "mountPath": "/tmp"}],
+    }
+    pod = make_pod(
+        node_agent,
+        f"jupyter-{USER}",
+        [notebook],
+        initContainers=[sidecar],
+        volumes=[{"name": "mcp-sidecar-tmp", "emptyDir": {}}],
+    )
+    core.create_namespaced_pod(k8s_namespace, pod)
+    ready = wait_pod(node_agent, core, k8s_namespace, f"jupyter-{USER}", "Ready", is_ready, timeout=120)
+    ip = ready["status"]["podIP"]
+    # The sidecar's /readyz is an authenticated call to Jupyter at 127.0.0.1:8888 in the pod.
+    answer = HTTP.get(f"http://{ip}:8890/readyz")
+    assert answer.status_code == 200 and answer.json()["ready"] is True, answer.text
+    # And Jupyter is at 127.0.0.1:8888 inside the namespace only as the pod's own loopback.
+    url = f"http://127.0.0.1:8888{prefix}api/status"
+    token = {"Authorization": f"token {SERVER_TOKEN}"}
+    status = exec_ok(node_agent, k8s_namespace, f"jupyter-{USER}", "mcp-sidecar", fetch(url, token))
+    assert status.startswith("200")
