@@ -24,15 +24,17 @@ from kubernetes.client.rest import ApiException
 
 from tests.harness.nodeagent import (
     NODE_NAME,
+    STATE_DIR,
     NodeAgent,
     Program,
+    clean_leftovers,
     expand,
     hosts_file,
     image_repository,
     resolve_program,
     write_atomic,
 )
-from tests.harness.paths import VENV_BIN, eventually
+from tests.harness.paths import REPO, VENV_BIN, eventually
 
 pytestmark = [pytest.mark.z2jh, pytest.mark.controlplane, pytest.mark.timeout(300)]
 
@@ -696,3 +698,45 @@ def test_the_mcp_sidecar_reaches_jupyterhub_singleuser_on_the_pods_loopback(
     token = {"Authorization": f"token {SERVER_TOKEN}"}
     status = exec_ok(node_agent, k8s_namespace, f"jupyter-{USER}", "mcp-sidecar", fetch(url, token))
     assert status.startswith("200")
+
+
+def test_what_a_crashed_agent_left_is_removed_and_live_agents_are_left_alone(
+    node_agent: NodeAgent, tmp_path: Path
+) -> None:
+    code = (
+        "import subprocess, sys, time\n"
+        "from pathlib import Path\n"
+        "from tests.harness.nodeagent import NodeAgent\n"
+        "agent = NodeAgent(Path('/dev/null'), Path(sys.argv[1]))\n"
+        "agent._setup_network()\n"
+        "subprocess.run(['ip', 'netns', 'add', f'z2jh-{agent.id}-1'], check=True)\n"
+        "print(agent.id, agent.bridge, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    crashing = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert crashing.stdout is not None
+        agent_id, bridge = crashing.stdout.readline().split()
+    finally:
+        crashing.kill()  # no teardown: what a crash leaves
+        crashing.wait()
+    assert bridge in links() and f"z2jh-{agent_id}-1" in netns_names()
+    removed = clean_leftovers()
+    assert f"netns z2jh-{agent_id}-1" in removed and f"link {bridge}" in removed
+    assert bridge not in links() and f"z2jh-{agent_id}-1" not in netns_names()
+    assert not (STATE_DIR / f"{agent_id}.json").exists()
+    # The session's own agent is alive: nothing of it went.
+    assert node_agent.bridge in links() and (STATE_DIR / f"{node_agent.id}.json").exists()
+    node_agent.check_alive()
+
+
+def links() -> list[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return [line.split(":", 2)[1].strip().split("@")[0] for line in out.splitlines()]
+
+
+def netns_names() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
