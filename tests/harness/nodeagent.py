@@ -61,6 +61,12 @@ What it does not do
       workdir, ``NodeAgent.logs``; ``NodeAgent.exec`` enters a container's namespaces);
     * hostNetwork pods, PersistentVolumeClaims and other volume types are reported unsupported;
       lifecycle hooks, grpc probes, ephemeral containers and in-place resize are not implemented.
+
+For Z2JH: the user pods tolerate the node's taint and prefer its node-purpose label (set
+``scheduling.userPods.nodeAffinity.matchNodePurpose: require`` so none lands on kwok's node); its
+``block-cloud-metadata`` init container runs ``iptables``, which maps to nothing (turn it off with
+``singleuser.cloudMetadata.blockWithIptables: false``, or add ``Program("/bin/true",
+command="iptables")``); the hub must listen on ``host_ip`` and ``set_hosts`` names it for the pods.
 """
 
 from __future__ import annotations
@@ -1507,6 +1513,14 @@ class NodeAgent:
             raise KeyError(f"container {container} of {namespace}/{pod} is not running")
         return c.proc.pid
 
+    def pod_dir(self, namespace: str, pod: str) -> Path:
+        """The pod's directory: ``volumes/<name>``, ``containers/<name>/home`` (HOME and, without a
+        workingDir, the cwd: where jupyterhub-singleuser keeps its notebooks)."""
+        r = self.runner(namespace, pod)
+        if r is None:
+            raise KeyError(f"no pod {namespace}/{pod} on {self.node_name}")
+        return r.dir
+
     def set_hosts(self, hosts: Mapping[str, str]) -> None:
         """Add or change names in every pod's /etc/hosts (running pods included)."""
         self._extra_hosts.update(hosts)
@@ -1619,6 +1633,8 @@ class NodeAgent:
                 _ip("link", "del", link, check=False)
         _remove_mount_points(self._mount_points)
         shutil.rmtree(PODS_ROOT / self.id, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            PODS_ROOT.rmdir()  # only when no other agent has pods there
         (STATE_DIR / f"{self.id}.json").unlink(missing_ok=True)
 
     # ----- lifecycle

@@ -502,6 +502,36 @@ def test_an_exiting_container_is_restarted_with_backoff_and_reported(
     )
 
 
+def test_tcp_and_exec_probes_and_a_failing_liveness_probe_restarts_the_container(
+    node_agent: NodeAgent, core: client.CoreV1Api, k8s_namespace: str
+) -> None:
+    web = container(
+        "web",
+        WEB,
+        readinessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+        # exec probes run in the container's own view: its /tmp is the emptyDir, where nothing is
+        livenessProbe={
+            "exec": {"command": ["sh", "-c", "test -e /tmp/alive"]},
+            "periodSeconds": 1,
+            "failureThreshold": 2,
+        },
+        volumeMounts=[{"name": "scratch", "mountPath": "/tmp"}],
+    )
+    pod = make_pod(node_agent, "probed", [web], volumes=[{"name": "scratch", "emptyDir": {}}])
+    core.create_namespaced_pod(k8s_namespace, pod)
+    restarted = wait_pod(
+        node_agent,
+        core,
+        k8s_namespace,
+        "probed",
+        "restarted by its liveness probe",
+        lambda p: statuses(p).get("web", {}).get("restartCount", 0) >= 1,
+    )
+    assert restarted["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 137
+    assert ("web", "liveness probe failed: killing") in node_agent.events_of(k8s_namespace, "probed")
+    assert ("web", "ready") in node_agent.events_of(k8s_namespace, "probed")  # the tcpSocket probe passed
+
+
 def test_deleting_a_pod_stops_its_processes_and_removes_its_namespace_veth_and_object(
     node_agent: NodeAgent, core: client.CoreV1Api, k8s_namespace: str
 ) -> None:
