@@ -398,6 +398,44 @@ def test_secrets_configmaps_the_token_and_env_are_where_the_pod_expects_them(
     )
 
 
+def test_a_secret_created_after_the_pod_is_picked_up_as_by_the_kubelet(
+    node_agent: NodeAgent, core: client.CoreV1Api, k8s_namespace: str
+) -> None:
+    """The operator's token Secret is mounted ``optional`` and minted after the pod starts; an env
+    ``secretKeyRef`` to a missing Secret holds the container (CreateContainerConfigError) until it exists."""
+    ns = k8s_namespace
+    web = container(
+        "web",
+        WEB,
+        readinessProbe=http_probe(8080),
+        env=[{"name": "LATE", "valueFrom": {"secretKeyRef": {"name": "late-env", "key": "v"}}}],
+        volumeMounts=[{"name": "token", "mountPath": "/etc/nodeagent-test/token", "readOnly": True}],
+    )
+    volumes = [{"name": "token", "secret": {"secretName": "late-token", "optional": True}}]
+    core.create_namespaced_pod(ns, make_pod(node_agent, "late", [web], volumes=volumes))
+
+    def config_error(p: dict[str, Any]) -> bool:
+        waiting = statuses(p).get("web", {}).get("state", {}).get("waiting", {})
+        return waiting.get("reason") == "CreateContainerConfigError" and "late-env" in waiting.get(
+            "message", ""
+        )
+
+    wait_pod(node_agent, core, ns, "late", "held by the missing env Secret", config_error)
+    core.create_namespaced_secret(ns, {"metadata": {"name": "late-env"}, "stringData": {"v": "here"}})
+    wait_pod(node_agent, core, ns, "late", "Ready", is_ready)
+    pid = node_agent.container_pid(ns, "late", "web")
+    assert "LATE=here" in Path(f"/proc/{pid}/environ").read_text().split("\0")
+    assert exec_ok(node_agent, ns, "late", "web", ["ls", "/etc/nodeagent-test/token"]) == ""  # ..data only
+    core.create_namespaced_secret(ns, {"metadata": {"name": "late-token"}, "stringData": {"token": "minted"}})
+    eventually(
+        "the minted token in the running pod",
+        lambda: (
+            node_agent.exec(ns, "late", "web", ["cat", "/etc/nodeagent-test/token/token"]).stdout == "minted"
+        ),
+        timeout=30,
+    )
+
+
 def test_a_native_sidecar_starts_first_and_the_main_container_waits_for_its_startup_probe(
     node_agent: NodeAgent, core: client.CoreV1Api, k8s_namespace: str
 ) -> None:
