@@ -175,15 +175,19 @@ def image_repository(image: str) -> str:
     return image
 
 
+def _names(row: Program, word: str) -> bool:
+    """A row's command names ``word``: the same word, or (a bare name) its basename."""
+    return row.command is not None and (row.command == word or row.command == os.path.basename(word))
+
+
 def resolve_program(
     command: Sequence[str], args: Sequence[str], image: str, programs: Sequence[Program]
 ) -> list[str] | None:
     """The argv to run for a container, or None when no row maps it."""
     words = [*command, *args]
     if words:
-        first = os.path.basename(words[0])
         for row in programs:
-            if row.command is not None and row.command == first:
+            if _names(row, words[0]):
                 return [row.path, *row.args, *words[1:]]
     if not command:
         repo = image_repository(image or "")
@@ -198,7 +202,7 @@ def program_env(
 ) -> Mapping[str, str]:
     words = [*command, *args]
     for row in programs:
-        if row.command is not None and words and row.command == os.path.basename(words[0]):
+        if words and _names(row, words[0]):
             return row.env
     repo = image_repository(image or "")
     for row in programs:
@@ -1079,9 +1083,10 @@ class PodRunner:
             try:
                 launch, log = await self._container_config(c)
             except ConfigError as e:
+                if c.state.get("waiting", {}).get("reason") != e.reason:
+                    self.event(c.name, f"waiting {e.reason}")
                 c.state = {"waiting": {"reason": e.reason, "message": e.message}}
                 self.changed()
-                self.event(c.name, f"waiting {e.reason}")
                 await asyncio.sleep(self.agent.config_retry_seconds)
                 continue
             c.proc = await self._spawn(launch, log, c.name)
@@ -1417,7 +1422,13 @@ def write_atomic(target: Path, payload: Mapping[str, tuple[bytes, int]]) -> None
 class NodeAgent:
     """Context manager: ``with NodeAgent(cp.kubeconfig, workdir) as agent: ...`` (a background
     thread with its own event loop). ``host_ip``, ``network``, ``bridge``, ``node_name`` are set
-    once entered."""
+    once entered.
+
+    For tests: ``pod_fields()`` (nodeSelector + toleration to land here), ``set_hosts`` (names in
+    every pod's /etc/hosts), ``add_program`` (a row of the program table, ahead of the defaults;
+    a pod stuck on NoProgramForContainer picks it up), ``exec`` / ``container_pid`` / ``pod_dir``
+    (a running container's view), ``logs`` / ``events_of`` (for failure messages and ordering),
+    ``check_alive``."""
 
     def __init__(
         self,
@@ -1512,6 +1523,10 @@ class NodeAgent:
         if c is None or c.proc is None or c.proc.returncode is not None:
             raise KeyError(f"container {container} of {namespace}/{pod} is not running")
         return c.proc.pid
+
+    def add_program(self, program: Program) -> None:
+        """A row ahead of the table's others (rows are tried in order)."""
+        self.programs.insert(0, program)
 
     def pod_dir(self, namespace: str, pod: str) -> Path:
         """The pod's directory: ``volumes/<name>``, ``containers/<name>/home`` (HOME and, without a

@@ -618,6 +618,14 @@ def test_a_container_nothing_maps_is_reported_and_the_agent_carries_on(
     assert "/opt/vendor/bin/thing" in statuses(stuck)["alien"]["state"]["waiting"]["message"]
     assert stuck["status"]["phase"] == "Pending" and condition(stuck, "Ready") == "False"
     node_agent.check_alive()
+    # A row added now applies to a second such pod (and to the stuck one at its next retry).
+    row = Program(sys.executable, command="/opt/vendor/bin/web", args=("-m", "http.server"))
+    node_agent.add_program(row)
+    try:
+        later = container("web", ["/opt/vendor/bin/web", "8080"], readinessProbe=http_probe(8080))
+        run_ready(node_agent, core, k8s_namespace, make_pod(node_agent, "mapped", [later]))
+    finally:
+        node_agent.programs.remove(row)  # the table is the session's
     core.delete_namespaced_pod("alien", k8s_namespace)
     eventually("the unmappable pod deleted", lambda: read(core, k8s_namespace, "alien") is None, timeout=WAIT)
     # and the agent still runs pods
