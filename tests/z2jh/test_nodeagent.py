@@ -29,9 +29,11 @@ from tests.harness.nodeagent import (
     Program,
     clean_leftovers,
     expand,
+    field_path_value,
     hosts_file,
     image_repository,
     resolve_program,
+    resource_field_value,
     write_atomic,
 )
 from tests.harness.paths import REPO, VENV_BIN, eventually
@@ -201,6 +203,26 @@ def test_kubelet_expansion_and_files() -> None:
         "10.213.0.5", "web", None, {"hub": "10.213.0.1"}, [{"ip": "1.2.3.4", "hostnames": ["x", "y"]}]
     )
     assert "10.213.0.5\tweb\n" in text and "10.213.0.1\thub\n" in text and "1.2.3.4\tx\ty\n" in text
+
+
+def test_downward_api_values() -> None:
+    pod = {
+        "metadata": {"name": "p", "namespace": "n", "uid": "u", "labels": {"b": "2", "a": "1"}},
+        "spec": {"nodeName": NODE_NAME, "serviceAccountName": "sa"},
+        "status": {"podIP": "10.213.0.9", "podIPs": [{"ip": "10.213.0.9"}], "hostIP": "10.213.0.1"},
+    }
+    assert field_path_value(pod, "metadata.labels['a']") == "1"
+    assert field_path_value(pod, "metadata.labels") == 'a="1"\nb="2"'
+    assert (
+        field_path_value(pod, "status.podIPs") == "10.213.0.9"
+        and field_path_value(pod, "spec.nodeName") == NODE_NAME
+    )
+    limits = {"resources": {"limits": {"memory": "1Gi", "cpu": "500m"}}}
+    assert resource_field_value(limits, {"resource": "limits.memory", "divisor": "1Mi"}, {}) == "1024"
+    assert (
+        resource_field_value(limits, {"resource": "limits.cpu"}, {}) == "1"
+    )  # rounded up, as the kubelet does
+    assert resource_field_value({}, {"resource": "limits.cpu"}, {"cpu": "32"}) == "32"  # node allocatable
 
 
 def test_volume_files_are_swapped_atomically(tmp_path: Path) -> None:
