@@ -11,4 +11,5 @@ pytest_plugins = [
     "tests.fixtures.hub",
     "tests.fixtures.controlplane",
     "tests.fixtures.nodeagent",
+    "tests.fixtures.z2jh",
 ]

@@ -15,5 +15,6 @@ these helpers); no test module imports another (tests/unit/test_layout.py checks
 | ydoc        | human: a second Y client in a notebook's room (a JupyterLab tab), wait_until |
 | chart       | helm and rendered manifests, the operator's RBAC written once |
 | operator    | OperatorProcess (the real operator), its webhook registration, user pods, policies |
+| z2jh        | Z2JH: the real Zero to JupyterHub chart (helm), its hub (pinned venv) and CHP, run as pods |
 | nodeagent   | NodeAgent: a Node whose pods run as processes in network namespaces (the Z2JH tier) |
 """
