@@ -1,5 +1,6 @@
 """The objects that wire an injected pod (pure, no I/O): a Service for the sidecar port, an
-Ingress for /user/<name>/mcp, a NetworkPolicy letting the ingress controller reach the port.
+Ingress for <prefix>mcp (route mode ingress), a NetworkPolicy letting the proxy, the ingress
+controller or the gateway (and extra peers) reach the port.
 
 Every child is owned by its pod (controller, blockOwnerDeletion), so the API server's garbage
 collector removes it with the pod and nothing here has to.
@@ -8,7 +9,7 @@ collector removes it with the pod and nothing here has to.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mcp_operator.constants import ANN_GENERATION, ANN_INJECTED, LABEL_POD, LABEL_POLICY, MANAGED_BY
@@ -18,6 +19,13 @@ from mcp_operator.podinfo import endpoint_path
 from mcp_operator.policy import Policy
 
 DEFAULT_INGRESS_SELECTOR = "app.kubernetes.io/name=ingress-nginx"
+# Zero to JupyterHub lets pods with this label reach user servers (its singleuser NetworkPolicy);
+# its proxy (CHP) carries it. In the pod's own namespace: where Z2JH runs its proxy.
+SINGLEUSER_ACCESS_PEER: Mapping[str, Any] = {
+    "podSelector": {"matchLabels": {"hub.jupyter.org/network-access-singleuser": "true"}}
+}
+# The label Gateway API implementations (Istio, Envoy Gateway, ...) put on a Gateway's own pods.
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 
 # ingress-nginx validates Prefix/Exact paths against this (its strict path validation); anything
 # else (`a.b@x.org`) must go as ImplementationSpecific, which it passes through as a prefix.
@@ -109,13 +117,53 @@ def build_ingress_spec(pod: Mapping[str, Any], policy: Policy) -> dict[str, Any]
     if route.host:
         rule = {"host": route.host, **rule}
     metadata = _metadata(pod, policy)
-    metadata["annotations"] = {**route.annotations, **metadata["annotations"]}
+    metadata["annotations"] = {**ingress_defaults(policy), **route.annotations, **metadata["annotations"]}
     spec: dict[str, Any] = {"rules": [rule]}
     if route.ingress_class_name:
         spec["ingressClassName"] = route.ingress_class_name
     if route.tls_secret_name:
         spec["tls"] = [{"hosts": [route.host] if route.host else [], "secretName": route.tls_secret_name}]
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata, "spec": spec}
+
+
+def ingress_defaults(policy: Policy) -> dict[str, str]:
+    """ingress-nginx's annotations for long calls (its read timeout is 60 s by default, executions
+    run up to execution.maxTimeoutSeconds) and streams (no buffering of SSE). The policy's own
+    route.annotations win; other controllers ignore these."""
+    seconds = str(route_timeout_seconds(policy))
+    return {
+        "nginx.ingress.kubernetes.io/proxy-read-timeout": seconds,
+        "nginx.ingress.kubernetes.io/proxy-send-timeout": seconds,
+        "nginx.ingress.kubernetes.io/proxy-buffering": "off",
+    }
+
+
+def build_httproute_spec(pod: Mapping[str, Any], policy: Policy) -> dict[str, Any] | None:
+    """Route mode gateway: a Gateway API HTTPRoute, `<prefix>mcp` (PathPrefix) -> the Service,
+    attached to the policy's parentRefs (Zero to JupyterHub's httpRoute.gateway). Its request
+    timeout outlasts the longest execution (many gateways cut requests after 15 s by default)."""
+    route = policy.route
+    if route.mode != "gateway":
+        return None
+    rule = {
+        "matches": [{"path": {"type": "PathPrefix", "value": endpoint_path(pod)}}],
+        "backendRefs": [{"name": child_name(pod), "port": sidecar_port(pod, policy)}],
+        "timeouts": {"request": f"{route_timeout_seconds(policy)}s"},
+    }
+    spec: dict[str, Any] = {"parentRefs": [dict(r) for r in route.parent_refs], "rules": [rule]}
+    if route.host:
+        spec["hostnames"] = [route.host]
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": _metadata(pod, policy),
+        "spec": spec,
+    }
+
+
+def route_timeout_seconds(policy: Policy) -> int:
+    """How long a request through a route may take: the longest execution plus a margin."""
+    return policy.execution.max_timeout_seconds + 60
 
 
 def parse_ingress_selector(text: str) -> dict[str, Any]:
@@ -145,18 +193,65 @@ def _labels(text: str) -> dict[str, str]:
     return labels
 
 
+def _any_namespace(selector: Mapping[str, Any]) -> dict[str, Any]:
+    peer = dict(selector)
+    if "podSelector" in peer and "namespaceSelector" not in peer:
+        # Like the operator option: these pods in any namespace. A bare podSelector would mean the
+        # hub's own namespace only, where ingress controllers and gateways rarely run.
+        peer["namespaceSelector"] = {}
+    return peer
+
+
+def gateway_peers(pod: Mapping[str, Any], policy: Policy) -> list[dict[str, Any]]:
+    """The pods of each parent Gateway (by the standard label, in the Gateway's namespace), or
+    the policy's network.gatewaySelector."""
+    if policy.network.gateway_selector:
+        return [_any_namespace(policy.network.gateway_selector)]
+    return [
+        {
+            "namespaceSelector": {
+                "matchLabels": {
+                    "kubernetes.io/metadata.name": ref.get("namespace") or pod["metadata"]["namespace"]
+                }
+            },
+            "podSelector": {"matchLabels": {GATEWAY_NAME_LABEL: ref["name"]}},
+        }
+        for ref in policy.route.parent_refs
+        if ref.get("name") and ref.get("kind", "Gateway") == "Gateway"
+    ]
+
+
+def network_peers(
+    pod: Mapping[str, Any],
+    policy: Policy,
+    default_selector: Mapping[str, Any],
+    extra_peers: Sequence[Mapping[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """Who may reach the sidecar port: the pods Zero to JupyterHub lets reach user servers (its
+    proxy among them), what the route mode needs (the ingress controller, the gateway's pods),
+    then the operator's extra peers and the policy's (ipBlocks of a cloud load balancer...)."""
+    peers = [dict(SINGLEUSER_ACCESS_PEER)]
+    if policy.route.mode == "ingress":
+        peers.append(_any_namespace(policy.network.ingress_controller_selector or default_selector))
+    elif policy.route.mode == "gateway":
+        peers.extend(gateway_peers(pod, policy))
+    for peer in (*extra_peers, *policy.network.extra_peers):
+        if dict(peer) not in peers:
+            peers.append(dict(peer))
+    return peers
+
+
 def build_network_policy_spec(
-    pod: Mapping[str, Any], policy: Policy, default_selector: Mapping[str, Any]
+    pod: Mapping[str, Any],
+    policy: Policy,
+    default_selector: Mapping[str, Any],
+    extra_peers: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any] | None:
-    """Additive: it only opens the sidecar port to the ingress controller; Zero to JupyterHub's own
+    """Additive: it only opens the sidecar port to `network_peers`; Zero to JupyterHub's own
     policies keep everything else as it was. None when the policy turns it off."""
     if not policy.network.enabled:
         return None
-    peer = dict(policy.network.ingress_controller_selector or default_selector)
-    if "podSelector" in peer and "namespaceSelector" not in peer:
-        # Like the operator option: the ingress controller's pods in any namespace. A bare
-        # podSelector would mean the hub's own namespace only, where controllers rarely run.
-        peer["namespaceSelector"] = {}
+    peers = network_peers(pod, policy, default_selector, extra_peers)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -164,19 +259,23 @@ def build_network_policy_spec(
         "spec": {
             "podSelector": {"matchLabels": pod_selector(pod)},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": [peer], "ports": [{"port": sidecar_port(pod, policy), "protocol": "TCP"}]}],
+            "ingress": [{"from": peers, "ports": [{"port": sidecar_port(pod, policy), "protocol": "TCP"}]}],
         },
     }
 
 
 def build_children(
-    pod: Mapping[str, Any], policy: Policy, default_selector: Mapping[str, Any]
+    pod: Mapping[str, Any],
+    policy: Policy,
+    default_selector: Mapping[str, Any],
+    extra_peers: Sequence[Mapping[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     """Every child the pod should have right now (Service always; Ingress/NetworkPolicy by policy)."""
     children = [
         build_service_spec(pod, policy),
         build_ingress_spec(pod, policy),
-        build_network_policy_spec(pod, policy, default_selector),
+        build_network_policy_spec(pod, policy, default_selector, extra_peers),
+        build_httproute_spec(pod, policy),
     ]
     return [c for c in children if c is not None]
 

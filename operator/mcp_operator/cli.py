@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from mcp_operator import handlers
 from mcp_operator.chp import ProxyRouter
 from mcp_operator.config import ConfigError, OperatorConfig
-from mcp_operator.hubclient import HubClient
+from mcp_operator.hubclient import HubPool
 from mcp_operator.index import PolicyIndex
 from mcp_operator.injection import InjectionOptions, native_sidecar_supported
 from mcp_operator.kube import Kube, build_api_client
@@ -84,16 +84,17 @@ def build_router(config: OperatorConfig, kube: Kube) -> ProxyRouter:
 
 def build_state(config: OperatorConfig, kube: Kube, index: PolicyIndex) -> OperatorState:
     router = build_router(config, kube)
-    wiring = ChildWiring(kube, index, config.ingress_selector, router=router)
+    wiring = ChildWiring(kube, index, config.ingress_selector, router=router, extra_peers=config.extra_peers)
     reconciler = None
     if config.hub_api_token:
-        if not config.hub_api_url:
-            raise SystemExit("JUPYTERHUB_API_TOKEN is set but not the hub API: pass --hub-api-url")
-        hub = HubClient(config.hub_api_url, config.hub_api_token)
+        hubs = HubPool(config.hub_api_token, config.hub_api_url)
         reconciler = TokenReconciler(
-            hub, kube, hub_public_url=config.hub_public_url, retry_delay=config.token_retry_delay
+            hubs, kube, hub_public_url=config.hub_public_url, retry_delay=config.token_retry_delay
         )
-        log.info("hub tokens: minting through %s", hub.api_url)
+        log.info(
+            "hub tokens: minting through %s",
+            config.hub_api_url or "each pod's JUPYTERHUB_API_URL (no --hub-api-url)",
+        )
     else:
         log.warning("JUPYTERHUB_API_TOKEN is not set: policies with tokens.issue get no hub tokens")
     tokens = TokenWorkers(kube, reconciler, retry_delay=config.token_retry_delay)

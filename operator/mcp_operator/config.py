@@ -6,6 +6,7 @@ operator reads the environment.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ class OperatorConfig:
     ingress_selector: Mapping[str, Any] = field(
         default_factory=lambda: parse_ingress_selector(DEFAULT_INGRESS_SELECTOR)
     )
+    extra_peers: tuple[Mapping[str, Any], ...] = ()  # NetworkPolicy peers for every user pod
     hub_api_url: str | None = None
     hub_api_token: str | None = field(default=None, repr=False)  # a secret: never in a repr or log
     hub_public_url: str | None = None
@@ -77,6 +79,7 @@ class OperatorConfig:
             selector = parse_ingress_selector(args.ingress_controller_selector)
         except SelectorError as e:
             raise ConfigError(f"--ingress-controller-selector: {e}") from e
+        extra_peers = _peers(args.network_extra_peers)
         return cls(
             namespaces=tuple(namespaces),
             webhook_host=args.webhook_host,
@@ -90,6 +93,7 @@ class OperatorConfig:
             native_sidecar=args.native_sidecar,
             sidecar_image=args.sidecar_image,
             ingress_selector=selector,
+            extra_peers=extra_peers,
             hub_api_url=args.hub_api_url or None,
             hub_api_token=env.get("JUPYTERHUB_API_TOKEN") or None,
             hub_public_url=args.hub_public_url or None,
@@ -103,6 +107,20 @@ class OperatorConfig:
             standalone=args.standalone,
             verbose=args.verbose,
         )
+
+
+def _peers(text: str) -> tuple[Mapping[str, Any], ...]:
+    try:
+        peers = json.loads(text or "[]")
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--network-extra-peers must be a JSON list of NetworkPolicy peers: {e}") from e
+    allowed = {"ipBlock", "namespaceSelector", "podSelector"}
+    if not isinstance(peers, list) or not all(isinstance(p, dict) and p and set(p) <= allowed for p in peers):
+        raise ConfigError(
+            "--network-extra-peers must be a JSON list of NetworkPolicy peers "
+            f"(objects with {', '.join(sorted(allowed))}), got {text!r}"
+        )
+    return tuple(peers)
 
 
 def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -150,9 +168,16 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--ingress-controller-selector", default=default("MCP_INGRESS_SELECTOR", DEFAULT_INGRESS_SELECTOR)
     )
     p.add_argument(
+        "--network-extra-peers",
+        default=default("MCP_NETWORK_EXTRA_PEERS", "[]"),
+        help="JSON list of NetworkPolicy peers (e.g. ipBlocks of a cloud load balancer) allowed to "
+        "reach every sidecar, besides Zero to JupyterHub's proxy and the route's [MCP_NETWORK_EXTRA_PEERS]",
+    )
+    p.add_argument(
         "--hub-api-url",
         default=default("JUPYTERHUB_API_URL"),
-        help="the hub's API, for minting tokens [JUPYTERHUB_API_URL]; the service token is "
+        help="the hub's API, for minting tokens [JUPYTERHUB_API_URL]; default: each pod's own "
+        "JUPYTERHUB_API_URL (it has the hub's base URL in it); the service token is "
         "JUPYTERHUB_API_TOKEN (environment only: never a flag, never logged)",
     )
     p.add_argument(

@@ -36,6 +36,7 @@ ANN_EXPIRES_AT: Final = "mcp.jupyterhub.org/token-expires-at"
 ANN_POLICY: Final = "mcp.jupyterhub.org/policy"
 ANN_USER: Final = "mcp.jupyterhub.org/user"  # so the Secret alone says whose token to revoke
 ANN_SERVER: Final = "mcp.jupyterhub.org/server"
+ANN_HUB_API: Final = "mcp.jupyterhub.org/hub-api-url"  # where the token was minted: revoked there too
 # On every token Secret: the Secret stays until its token is revoked at the hub (or has expired).
 FINALIZER: Final = "mcp.jupyterhub.org/revoke-token"
 
@@ -48,6 +49,11 @@ APPLY_PATCH: Final = "application/apply-patch+yaml"
 # --- policy status conditions --------------------------------------------------------------------
 CONDITION_READY: Final = "Ready"
 CONDITION_HUB_TOKENS: Final = "HubTokens"
+
+# --- Gateway API (route mode gateway) -------------------------------------------------------------
+GATEWAY_GROUP: Final = "gateway.networking.k8s.io"
+GATEWAY_VERSION: Final = "v1"
+HTTPROUTES: Final = "httproutes"
 
 # --- configurable-http-proxy (Zero to JupyterHub's proxy) ----------------------------------------
 # In the data of every CHP route the operator adds; never "jupyterhub" (the hub's own mark) nor

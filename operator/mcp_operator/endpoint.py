@@ -41,17 +41,36 @@ MCP_PATH_TEMPLATE = mcp_path_under("/user/<name>/")
 NAMED_MCP_PATH_TEMPLATE = mcp_path_under("/user/<name>/<server name>/")
 
 
-def endpoint_url(user: str, server_name: str, *, route_host: str | None, hub_public_url: str | None) -> str:
+def endpoint_url(
+    user: str,
+    server_name: str,
+    *,
+    route_host: str | None,
+    hub_public_url: str | None,
+    path: str | None = None,
+) -> str:
     """The user's MCP endpoint: on the policy's route host when there is one, else on the hub's
     public URL (local mode: the proxy's). Neither known: the path alone, still right on whatever
-    host serves the hub."""
+    host serves the hub. `path`: the pod's own (`<JUPYTERHUB_SERVICE_PREFIX>mcp`, with the hub's
+    base URL in it); default `/user/<name>/mcp`.
+
+    A public URL keeps its path: when the endpoint path already starts with it (the hub's base URL,
+    `https://hub.example.org/jhub` + `/jhub/user/alice/mcp`) it is not doubled, otherwise it is put
+    in front (a front proxy that strips a prefix of its own)."""
+    path = path or mcp_path(user, server_name)
     if route_host:
         base = route_host if "://" in route_host else f"https://{route_host}"
     elif hub_public_url:
         base = hub_public_url
     else:
-        base = ""
-    return base.rstrip("/") + mcp_path(user, server_name)
+        return path
+    scheme, sep, rest = base.rstrip("/").partition("://")
+    host, slash, base_path = rest.partition("/")
+    base_path = slash + base_path
+    origin = f"{scheme}{sep}{host}"
+    if base_path and (path == base_path or path.startswith(base_path + "/")):
+        return origin + path
+    return origin + base_path + path
 
 
 def server_scope(user: str, server_name: str = "") -> str:

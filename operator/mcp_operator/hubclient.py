@@ -42,9 +42,28 @@ class HubRefused(HubError):
         self.status = status
 
 
+class HubNotConfigured(HubRefused):
+    """No hub API URL for this server: neither configured nor on the pod."""
+
+    def __init__(self, message: str) -> None:
+        HubError.__init__(self, message)
+        self.status = 0
+
+
 def _user_path(user: str) -> str:
     # Same escaping the hub applies to user names in its own URLs.
     return f"users/{quote(user, safe='@~')}"
+
+
+def _redirect_message(api_url: str, response: httpx.Response) -> str:
+    """The hub API never redirects a correct URL: a 3xx means the URL misses the hub's base URL."""
+    location = response.headers.get("location", "")
+    return (
+        f"the hub answered {response.status_code} (to {location or 'elsewhere'}) at {api_url}: this is "
+        "probably not the hub API. With a hub base URL (Zero to JupyterHub hub.baseUrl, e.g. /jhub/) "
+        "the API is at http://hub:8081<baseUrl>hub/api: set the chart's hub.apiUrl (JUPYTERHUB_API_URL) "
+        "to that, or leave it empty so each pod's own JUPYTERHUB_API_URL is used"
+    )
 
 
 def _hub_message(response: httpx.Response) -> str:
@@ -110,6 +129,8 @@ class HubClient:
             else:
                 if response.status_code in ok:
                     return response
+                if 300 <= response.status_code < 400:
+                    raise HubRefused(response.status_code, _redirect_message(self.api_url, response))
                 if response.status_code not in RETRY_STATUSES:
                     raise HubRefused(response.status_code, _hub_message(response))
                 problem = f"HTTP {response.status_code}"
@@ -157,3 +178,31 @@ class HubClient:
             raise
         log.info("revoked hub token %s of user %s", token_id, user)
         return True
+
+
+class HubPool:
+    """The hub API for each server: the configured one (`--hub-api-url`) when there is one, else
+    the one the hub handed the pod (`JUPYTERHUB_API_URL`, which carries the hub's base URL). One
+    pooled client per URL."""
+
+    def __init__(
+        self, service_token: str, api_url: str | None = None, *, factory: Callable[..., HubClient] = HubClient
+    ) -> None:
+        self.api_url = api_url or None
+        self._token = service_token
+        self._factory = factory
+        self._clients: dict[str, HubClient] = {}
+
+    def get(self, pod_api_url: str | None = None) -> HubClient:
+        url = self.api_url or pod_api_url
+        if not url:
+            raise HubNotConfigured(
+                "no hub API URL: the pod has no JUPYTERHUB_API_URL and none is configured "
+                "(--hub-api-url, the chart's hub.apiUrl)",
+            )
+        if url not in self._clients:
+            self._clients[url] = self._factory(url, self._token)
+        return self._clients[url]
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(c.aclose() for c in self._clients.values()))

@@ -26,7 +26,10 @@ from mcp_operator.constants import (
     FIELD_MANAGER,
     FIELD_MANAGER_TOKENS,
     FINALIZER,
+    GATEWAY_GROUP,
+    GATEWAY_VERSION,
     GROUP,
+    HTTPROUTES,
     MANAGED_BY_SELECTOR,
     PLURAL,
     USER_POD_SELECTOR,
@@ -37,8 +40,8 @@ from mcp_operator.status import HubTokensReason, hub_tokens_condition, status_bo
 
 T = TypeVar("T")
 Verb = Literal["get", "list", "create", "update", "patch", "apply", "delete"]
-ChildKind = Literal["Service", "Ingress", "NetworkPolicy"]
-CHILD_KINDS: tuple[ChildKind, ...] = ("Service", "Ingress", "NetworkPolicy")
+ChildKind = Literal["Service", "Ingress", "NetworkPolicy", "HTTPRoute"]
+CHILD_KINDS: tuple[ChildKind, ...] = ("Service", "Ingress", "NetworkPolicy", "HTTPRoute")
 EVENT_SOURCE = "jupyterhub-mcp"
 WRITE_VERBS: frozenset[Verb] = frozenset({"create", "update", "patch", "apply", "delete"})
 
@@ -129,6 +132,15 @@ class Kube:
                 self.core.patch_namespaced_service,
                 self.core.delete_namespaced_service,
             )
+        if kind == "HTTPRoute":  # Gateway API, a custom resource
+            gw = (GATEWAY_GROUP, GATEWAY_VERSION)
+            return (
+                lambda ns, **kw: self.custom.list_namespaced_custom_object(*gw, ns, HTTPROUTES, **kw),
+                lambda name, ns, body, **kw: self.custom.patch_namespaced_custom_object(
+                    *gw, ns, HTTPROUTES, name, body, **kw
+                ),
+                lambda name, ns: self.custom.delete_namespaced_custom_object(*gw, ns, HTTPROUTES, name),
+            )
         if kind == "Ingress":
             return (
                 self.net.list_namespaced_ingress,
@@ -145,9 +157,14 @@ class Kube:
         """Our children of one kind in a namespace (by the managed-by label), as raw JSON."""
         self._count("list")
         listing, _, _ = self._child_calls(kind)
-        items = await asyncio.to_thread(
-            self._raw_items, listing, namespace, label_selector=MANAGED_BY_SELECTOR
-        )
+        try:
+            items = await asyncio.to_thread(
+                self._raw_items, listing, namespace, label_selector=MANAGED_BY_SELECTOR
+            )
+        except ApiException as e:
+            if e.status == 404 and kind == "HTTPRoute":
+                return []  # the Gateway API is not installed: there can be none of ours
+            raise
         for item in items:  # listed items come without kind
             item.setdefault("kind", kind)
         return items

@@ -75,6 +75,8 @@ class Route:
     host: str | None = None
     tls_secret_name: str | None = None
     annotations: Mapping[str, str] = field(default_factory=dict)
+    # mode gateway: the Gateways the HTTPRoute attaches to (Gateway API ParentReference objects)
+    parent_refs: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def enabled(self) -> bool:
@@ -87,6 +89,10 @@ class Network:
     enabled: bool = True
     # {"namespaceSelector": ..., "podSelector": ...}; None: the operator's --ingress-controller-selector
     ingress_controller_selector: Mapping[str, Any] | None = None
+    # mode gateway: the gateway's pods; None: by the standard label of each parent Gateway's pods
+    gateway_selector: Mapping[str, Any] | None = None
+    # more NetworkPolicy peers (e.g. ipBlocks of a cloud load balancer), after the operator's own
+    extra_peers: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,10 +177,13 @@ class Policy:
                 host=route.get("host") or None,
                 tls_secret_name=route.get("tlsSecretName") or None,
                 annotations=dict(route.get("annotations") or {}),
+                parent_refs=_objects(route, "parentRefs", name),
             ),
             network=Network(
                 enabled=bool(net.get("enabled", True)),
                 ingress_controller_selector=net.get("ingressControllerSelector") or None,
+                gateway_selector=net.get("gatewaySelector") or None,
+                extra_peers=_objects(net, "extraPeers", name),
             ),
             tokens=Tokens(
                 issue=bool(tok.get("issue", False)),
@@ -231,6 +240,13 @@ def _strings(section: Mapping[str, Any], key: str, policy: str) -> tuple[str, ..
     value = section.get(key) or ()
     if isinstance(value, str) or not all(isinstance(v, str) for v in value):
         raise PolicyError(f"MCPPolicy {policy}: {key} must be a list of strings")
+    return tuple(value)
+
+
+def _objects(section: Mapping[str, Any], key: str, policy: str) -> tuple[Mapping[str, Any], ...]:
+    value = section.get(key) or ()
+    if not isinstance(value, list | tuple) or not all(isinstance(v, Mapping) for v in value):
+        raise PolicyError(f"MCPPolicy {policy}: {key} must be a list of objects")
     return tuple(value)
 
 

@@ -85,6 +85,7 @@ def plan_repairs(
     *,
     proxy_routes: Mapping[str, Mapping[str, Any]] | None = None,
     namespace: str = "",
+    extra_peers: Sequence[Mapping[str, Any]] = (),
 ) -> Repairs:
     """`proxy_routes`: CHP's table (`GET /api/routes`), None when it was not read (no route is
     then added or deleted); `namespace`: whose routes of ours this pass may delete."""
@@ -114,7 +115,7 @@ def plan_repairs(
         if policy is None or not matches(policy, pod):
             continue  # its children are not kept: deleted below
         kept.update((kind, name) for kind in mine)
-        desired = build_children(pod, policy, ingress_selector)
+        desired = build_children(pod, policy, ingress_selector, extra_peers)
         # Listed objects carry no apiVersion/kind: compare what we set, metadata and spec.
         drifted = any(
             not contains(mine.get(c["kind"]), {k: c[k] for k in ("metadata", "spec")}) for c in desired
@@ -190,6 +191,7 @@ class PeriodicReconcile:
                 self.wiring.ingress_selector,
                 proxy_routes=table,
                 namespace=namespace,
+                extra_peers=self.wiring.extra_peers,
             )
             report.pods += len(pods)
             await self._carry_out(repairs, report)

@@ -45,6 +45,7 @@ from mcp_operator import tokens
 from mcp_operator.backoff import backoff_delay
 from mcp_operator.constants import (
     ANN_EXPIRES_AT,
+    ANN_HUB_API,
     ANN_INJECTED,
     ANN_TOKEN_ID,
     ANN_USER,
@@ -53,9 +54,10 @@ from mcp_operator.constants import (
     MANAGED_BY,
 )
 from mcp_operator.events import Events, KubeEvents, secret_reference
-from mcp_operator.hubclient import HubClient, HubError, HubRefused, HubUnavailable
+from mcp_operator.hubclient import HubClient, HubError, HubPool, HubRefused, HubUnavailable
 from mcp_operator.kube import Kube
 from mcp_operator.names import label_value
+from mcp_operator.podinfo import endpoint_path, notebook_env
 from mcp_operator.policy import PodIdentity, Policy
 from mcp_operator.status import HubTokensReason, hub_tokens_reason
 from mcp_operator.tokens import UserServer
@@ -81,6 +83,8 @@ def user_server(pod: Mapping[str, Any]) -> UserServer | None:
         user=identity.user,
         server_name=identity.server_name,
         policy=policy,
+        mcp_path=endpoint_path(pod),
+        hub_api_url=notebook_env(pod, "JUPYTERHUB_API_URL") or "",
     )
 
 
@@ -100,7 +104,7 @@ class TokenReconciler:
 
     def __init__(
         self,
-        hub: HubClient,
+        hub: HubClient | HubPool,
         kube: Kube,
         *,
         hub_public_url: str | None,
@@ -117,6 +121,13 @@ class TokenReconciler:
         self._locks: dict[str, asyncio.Lock] = {}
         self._condition: dict[tuple[str, str], tuple[bool, str]] = {}  # last HubTokens written
         self._pod_trouble: dict[str, str] = {}  # pod uid -> reason of the last Warning Event
+
+    def hub_for(self, hub_api_url: str | None) -> HubClient:
+        """The configured hub API, else the one the pod was handed (HubNotConfigured: neither)."""
+        return self.hub.get(hub_api_url) if isinstance(self.hub, HubPool) else self.hub
+
+    async def aclose(self) -> None:
+        await self.hub.aclose()
 
     def _lock(self, server: UserServer) -> asyncio.Lock:
         return self._locks.setdefault(server.pod_uid, asyncio.Lock())
@@ -141,12 +152,13 @@ class TokenReconciler:
                 due = tokens.hub_check_due(self.clock(), live, rotate_before)
                 if not thorough and not due:
                     return None
-                listed = await self.hub.list_tokens(server.user)
+                hub = self.hub_for(server.hub_api_url)
+                listed = await hub.list_tokens(server.user)
                 plan = tokens.plan_tokens(self.clock(), live, listed, server.scope, rotate_before)
                 if plan.mint:
                     await self._mint_into_secret(server, policy, name, existing)
                 for token_id in plan.revoke:
-                    await self.hub.revoke(server.user, token_id)
+                    await hub.revoke(server.user, token_id)
             except HubError as e:
                 await self._hub_trouble(server, e)
                 base = self.retry_delay if isinstance(e, HubUnavailable) else 6 * self.retry_delay
@@ -167,7 +179,8 @@ class TokenReconciler:
     async def _mint_into_secret(
         self, server: UserServer, policy: Policy, name: str, existing: dict[str, Any] | None
     ) -> None:
-        minted = await self.hub.mint(
+        hub = self.hub_for(server.hub_api_url)
+        minted = await hub.mint(
             server.user,
             scopes=[server.scope],
             expires_in=policy.tokens.ttl_seconds,
@@ -178,6 +191,7 @@ class TokenReconciler:
             server.server_name,
             route_host=policy.route.host,
             hub_public_url=self.hub_public_url,
+            path=server.mcp_path or None,
         )
         manifest = tokens.token_secret(
             name=name,
@@ -189,12 +203,13 @@ class TokenReconciler:
             url=url,
             # hash-fitted like on the pod itself: pod names can be longer than a label value's 63
             labels={**MANAGED_BY, LABEL_POD: label_value(server.pod_name)},
+            hub_api_url=hub.api_url,
         )
         try:
             await self.kube.write_secret(manifest, existing)
         except Exception:
             # The user never saw this token: take it back rather than leave it live.
-            await self.hub.revoke(server.user, minted.id)
+            await hub.revoke(server.user, minted.id)
             raise
         expires = manifest["metadata"]["annotations"][ANN_EXPIRES_AT]
         self.events.info(
@@ -224,11 +239,12 @@ class TokenReconciler:
 
     async def revoke_pod_tokens(self, server: UserServer) -> list[str]:
         """Every token of ours naming this pod."""
-        listed = await self.hub.list_tokens(server.user)
+        hub = self.hub_for(server.hub_api_url)
+        listed = await hub.list_tokens(server.user)
         return [
             token_id
             for token_id in tokens.tokens_of_pod(listed, server.pod_uid)
-            if await self.hub.revoke(server.user, token_id)
+            if await hub.revoke(server.user, token_id)
         ]
 
     def forget(self, server: UserServer) -> None:
@@ -307,7 +323,7 @@ class TokenWorkers:
         self._released.clear()
         self._policy_generations.clear()
         if self.reconciler is not None:
-            await self.reconciler.hub.aclose()
+            await self.reconciler.aclose()
 
     # --- issuing and rotating ----------------------------------------------------------------------
 
@@ -604,7 +620,9 @@ class TokenWorkers:
             expires_at = None
 
         async def attempt() -> None:
-            if await reconciler.hub.revoke(user, token_id):
+            # at the hub it was minted at (recorded on the Secret), else the configured one
+            hub = reconciler.hub_for(annotations.get(ANN_HUB_API) or None)
+            if await hub.revoke(user, token_id):
                 log.info("Secret %s deleted: revoked hub token %s of %s", name, token_id, user)
 
         async def revoke_then_release() -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from mcp_operator.backoff import backoff_delay
 from mcp_operator.constants import (
     ANN_EXPIRES_AT,
+    ANN_HUB_API,
     ANN_POLICY,
     ANN_SERVER,
     ANN_TOKEN_ID,
@@ -240,6 +241,7 @@ def token_secret(
     token: MintedToken,
     url: str,
     labels: Mapping[str, str],
+    hub_api_url: str = "",
 ) -> dict[str, Any]:
     """The Secret manifest, owned by the pod so the API server collects it with the pod."""
     meta = pod["metadata"]
@@ -259,6 +261,7 @@ def token_secret(
                 ANN_POLICY: policy,
                 ANN_USER: user,
                 ANN_SERVER: server_name,
+                ANN_HUB_API: hub_api_url,
             },
             "ownerReferences": [
                 {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}
@@ -288,6 +291,10 @@ class UserServer:
     user: str
     server_name: str
     policy: str
+    # What the hub handed the pod: its endpoint path (`<JUPYTERHUB_SERVICE_PREFIX>mcp`, with the
+    # hub's base URL in it) and its hub API (`JUPYTERHUB_API_URL`). Empty: not on the pod.
+    mcp_path: str = ""
+    hub_api_url: str = ""
 
     @property
     def scope(self) -> str:

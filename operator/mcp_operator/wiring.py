@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,11 +48,13 @@ class ChildWiring:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         status_debounce: float = STATUS_DEBOUNCE,
         router: ProxyRouter | None = None,
+        extra_peers: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.kube = kube
         self.router = router  # route mode proxy: the pod's route in configurable-http-proxy
         self.index = index
         self.ingress_selector = ingress_selector
+        self.extra_peers = tuple(extra_peers)  # NetworkPolicy peers of every pod (the operator's option)
         self.events: Events = events or KubeEvents(kube)
         self.sleep = sleep
         self.clock = clock
@@ -112,7 +114,7 @@ class ChildWiring:
     async def _apply_children(self, pod: Mapping[str, Any], policy: Policy, key: tuple[str, int]) -> bool:
         meta = pod["metadata"]
         first = meta["uid"] not in self.wired
-        children = build_children(pod, policy, self.ingress_selector)
+        children = build_children(pod, policy, self.ingress_selector, self.extra_peers)
         wanted = {c["kind"] for c in children}
         for attempt in range(RETRIES):
             try:

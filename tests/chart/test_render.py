@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
 import tarfile
 
 import pytest
@@ -137,7 +138,6 @@ def test_deployment_runs_one_locked_down_operator(default):
             "MCP_NATIVE_SIDECAR",
             "MCP_INGRESS_SELECTOR",
             "MCP_SIDECAR_IMAGE",
-            "JUPYTERHUB_API_URL",
             "MCP_PROXY_API_URL",
             "MCP_PROXY_TOKEN_SECRET",
             "MCP_PROXY_TOKEN_KEY",
@@ -150,7 +150,6 @@ def test_deployment_runs_one_locked_down_operator(default):
         "MCP_NATIVE_SIDECAR": "auto",
         "MCP_INGRESS_SELECTOR": "app.kubernetes.io/name=ingress-nginx",
         "MCP_SIDECAR_IMAGE": "ghcr.io/jupyterhub-mcp/sidecar:0.1.0",
-        "JUPYTERHUB_API_URL": "http://hub:8081/hub/api",
         # route mode proxy: Zero to JupyterHub's proxy-api Service and its Secret `hub`
         "MCP_PROXY_API_URL": "http://proxy-api:8001",
         "MCP_PROXY_TOKEN_SECRET": "hub",
@@ -158,6 +157,9 @@ def test_deployment_runs_one_locked_down_operator(default):
     }
     # No service token or public URL configured: the variables are absent rather than empty.
     assert "JUPYTERHUB_API_TOKEN" not in env and "JUPYTERHUB_PUBLIC_URL" not in env
+    # No hub API URL either: each pod's own JUPYTERHUB_API_URL (it has hub.baseUrl in it) is used.
+    assert "JUPYTERHUB_API_URL" not in env
+    assert "MCP_NETWORK_EXTRA_PEERS" not in env  # none: the operator's default, no peers beyond its own
     # Zero to JupyterHub's hub NetworkPolicy admits only pods with this label; tokens need the hub.
     labels = spec["template"]["metadata"]["labels"]
     assert labels["hub.jupyter.org/network-access-hub"] == "true"
@@ -255,6 +257,9 @@ def test_full_values(full):
         "ns=kubernetes.io/metadata.name=ingress-nginx;pod=app.kubernetes.io/name=ingress-nginx"
     )
     assert env["MCP_NATIVE_SIDECAR"]["value"] == "false"
+    assert json.loads(env["MCP_NETWORK_EXTRA_PEERS"]["value"]) == [
+        {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}
+    ]
     assert env["MCP_WEBHOOK_PORT"]["value"] == "9443" and env["MCP_HEALTH_PORT"]["value"] == "9090"
     assert env["JUPYTERHUB_API_URL"]["value"] == "http://hub.jhub.svc:8081/hub/api"
     assert env["JUPYTERHUB_PUBLIC_URL"]["value"] == "https://hub.example.org/jhub"
@@ -287,6 +292,33 @@ def test_default_policy_gets_the_chart_sidecar_image(render):
     assert spec["sidecar"] == {"image": "ghcr.io/jupyterhub-mcp/sidecar:9.9.9"}
     assert spec["selection"] == {"users": ["*"]}
     assert spec["route"] == {"mode": "proxy"}  # the chart's route.mode
+
+
+def test_default_policy_route_lines_up_with_z2jh_from_values(render):
+    """The Ingress of Z2JH's ingress.* (host, class, TLS), the Gateway of its httpRoute.gateway."""
+    objects = render(
+        "--set",
+        "defaultPolicy.enabled=true",
+        "--set",
+        "route.mode=ingress",
+        "--set",
+        "route.ingress.host=hub.example.org",
+        "--set",
+        "route.ingress.ingressClassName=nginx",
+        "--set",
+        "route.ingress.tlsSecretName=hub-tls",
+        "--set-json",
+        'route.gateway.parentRefs=[{"name": "public", "namespace": "gateways"}]',
+        "--set",
+        "defaultPolicy.spec.route.host=mcp.example.org",
+    )
+    assert one(objects, "MCPPolicy")["spec"]["route"] == {
+        "mode": "ingress",
+        "host": "mcp.example.org",  # the policy's own wins
+        "ingressClassName": "nginx",
+        "tlsSecretName": "hub-tls",
+        "parentRefs": [{"name": "public", "namespace": "gateways"}],
+    }
 
 
 def test_default_policy_route_mode_from_values_unless_its_spec_sets_one(render):
@@ -339,6 +371,7 @@ def test_cert_manager_self_signed_issuer(render):
         (["--set", "webhook.url=http://127.0.0.1:8443/mutate-pod"], "/webhook/url"),
         (["--set", "defaultPolicy.name=Not_A_Name"], "/defaultPolicy/name"),
         (["--set", "route.mode=nginx"], "/route/mode"),
+        (["--set-json", 'networkPolicy.extraPeers=[{"cidr": "10.0.0.0/8"}]'], "/networkPolicy/extraPeers/0"),
         (["--set", "route.proxy.apiUrl=proxy-api:8001"], "/route/proxy/apiUrl"),
     ],
 )

@@ -58,6 +58,7 @@ NAMESPACED: list[tuple[str, str, tuple[str, ...]]] = [
     ("", "services", ("create", "patch", "list", "delete")),
     ("networking.k8s.io", "ingresses", ("create", "patch", "list", "delete")),
     ("networking.k8s.io", "networkpolicies", ("create", "patch", "list", "delete")),
+    ("gateway.networking.k8s.io", "httproutes", ("create", "patch", "list", "delete")),
     ("", "secrets", ("create", "get", "list", "watch", "patch", "update", "delete")),
     ("", "events", ("create",)),
     ("mcp.jupyterhub.org", "mcppolicies", ("get", "list", "watch")),

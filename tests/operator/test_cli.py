@@ -31,6 +31,9 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
         ([], "no namespace to watch"),
         (["--namespace=jhub", "--native-sidecar=maybe"], "invalid choice: 'maybe'"),
         (["--namespace=jhub", "--tls-reload-interval=0"], "--tls-reload-interval must be a positive"),
+        (["--namespace=jhub", "--proxy-api-url=proxy-api:8001"], "--proxy-api-url must be an http(s) URL"),
+        (["--namespace=jhub", "--network-extra-peers={"], "must be a JSON list of NetworkPolicy peers"),
+        (["--namespace=jhub", '--network-extra-peers=[{"cidr": "10.0.0.0/8"}]'], "objects with ipBlock"),
     ],
 )
 def test_bad_configuration_is_refused(args: list[str], message: str) -> None:

@@ -169,8 +169,9 @@ def test_a_chp_restart_is_healed_by_the_next_pass(env: Env) -> None:
     for path in targets:
         eventually(f"the route {path}", lambda path=path: env.route(path))
     added_before = counter(env.metrics(), "mcp_operator_reconcile_repairs", action="route-added")
-    env.chp.restart()  # a new CHP process: an empty route table
-    assert not any(env.route(path) for path in targets)
+    # A new CHP process starts with an empty table (the next pass may refill it before we look:
+    # what proves the healing is the pass's count of routes it re-added, below).
+    env.chp.restart()
 
     def healed() -> bool:
         routes = env.chp.routes()

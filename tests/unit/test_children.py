@@ -8,6 +8,7 @@ import pytest
 from mcp_operator.children import (
     SelectorError,
     build_children,
+    build_httproute_spec,
     build_ingress_spec,
     build_network_policy_spec,
     build_service_spec,
@@ -121,7 +122,8 @@ def test_ingress_class_host_tls_annotations() -> None:
 def with_prefix(p: dict[str, Any], prefix: str) -> dict[str, Any]:
     """The pod as KubeSpawner makes it under a hub with a base URL: the prefix in the env."""
     env = [{"name": "JUPYTERHUB_SERVICE_PREFIX", "value": prefix}]
-    p["spec"] = {"containers": [{"name": "notebook", "env": env}]}
+    containers = p.setdefault("spec", {}).setdefault("containers", [{"name": "notebook"}])
+    next(c for c in containers if c["name"] == "notebook")["env"] = env
     return p
 
 
@@ -140,6 +142,49 @@ def test_only_route_mode_ingress_makes_an_ingress() -> None:
     assert build_ingress_spec(pod("alice"), policy()) is None  # the default mode is proxy
     kinds = [c["kind"] for c in build_children(pod("alice"), policy(route={"mode": "ingress"}), DEFAULT)]
     assert kinds == ["Service", "Ingress", "NetworkPolicy"]
+
+
+def test_ingress_outlasts_the_longest_execution_and_does_not_buffer_streams() -> None:
+    ing = build_ingress_spec(
+        pod("alice"), policy(route={"mode": "ingress"}, execution={"maxTimeoutSeconds": 900})
+    )
+    annotations = ing["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "960"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"] == "960"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    # the policy's own annotations win, ours (the generation) stay
+    own = {
+        "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
+        "mcp.jupyterhub.org/policy-generation": "x",
+    }
+    ing = build_ingress_spec(pod("alice"), policy(route={"mode": "ingress", "annotations": own}))
+    annotations = ing["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
+    assert annotations["mcp.jupyterhub.org/policy-generation"] == "4"
+
+
+def test_gateway_mode_makes_an_httproute_to_the_service() -> None:
+    refs = [{"name": "public", "namespace": "gateways", "sectionName": "https"}]
+    p = policy(route={"mode": "gateway", "parentRefs": refs, "host": "hub.example.org"})
+    route = build_httproute_spec(with_prefix(injected("alice", 8891), "/jhub/user/alice/"), p)
+    assert (route["apiVersion"], route["kind"]) == ("gateway.networking.k8s.io/v1", "HTTPRoute")
+    assert route["metadata"]["name"] == "jupyter-x-mcp"
+    assert route["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert route["spec"] == {
+        "parentRefs": refs,
+        "hostnames": ["hub.example.org"],
+        "rules": [
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": "/jhub/user/alice/mcp"}}],
+                "backendRefs": [{"name": "jupyter-x-mcp", "port": 8891}],
+                "timeouts": {"request": "660s"},
+            }
+        ],
+    }
+    kinds = [c["kind"] for c in build_children(pod("alice"), p, DEFAULT)]
+    assert kinds == ["Service", "NetworkPolicy", "HTTPRoute"]
+    for mode in ("proxy", "ingress", "none"):
+        assert build_httproute_spec(pod("alice"), policy(route={"mode": mode})) is None
 
 
 def test_long_policy_names_fit_a_label_value() -> None:
@@ -161,40 +206,82 @@ def test_route_and_network_can_be_turned_off() -> None:
     assert [c["kind"] for c in build_children(pod("alice"), p, DEFAULT)] == ["Service"]
 
 
-def test_network_policy_opens_only_the_sidecar_port_to_the_ingress_controller() -> None:
+CHP = {"podSelector": {"matchLabels": {"hub.jupyter.org/network-access-singleuser": "true"}}}
+NGINX = {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}}}
+
+
+def peers(p: Policy, extra: tuple[dict[str, Any], ...] = ()) -> list[dict[str, Any]]:
+    np = build_network_policy_spec(pod("alice"), p, DEFAULT, extra)
+    assert np is not None
+    (rule,) = np["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 8890, "protocol": "TCP"}]
+    return rule["from"]
+
+
+def test_network_policy_opens_only_the_sidecar_port_to_the_proxy_by_default() -> None:
+    """Route mode proxy (the default): Zero to JupyterHub's proxy reaches the sidecar; Z2JH lets
+    pods with the singleuser-access label reach user servers, and its CHP carries it. In the pod's
+    own namespace (no namespaceSelector): where Z2JH runs its proxy."""
     np = build_network_policy_spec(pod("alice"), policy(), DEFAULT)
     assert np["spec"]["podSelector"] == {"matchLabels": {"mcp.jupyterhub.org/pod": "jupyter-x"}}
     assert np["spec"]["policyTypes"] == ["Ingress"]
-    assert np["spec"]["ingress"] == [
-        {
-            "from": [
-                {
-                    "namespaceSelector": {},
-                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
-                }
-            ],
-            "ports": [{"port": 8890, "protocol": "TCP"}],
-        }
-    ]
+    assert peers(policy()) == [CHP]
+    assert peers(policy(route={"mode": "none"})) == [CHP]
+
+
+def test_ingress_mode_adds_the_ingress_controller() -> None:
+    ingress = {"mode": "ingress"}
+    assert peers(policy(route=ingress)) == [CHP, NGINX]
     own = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}},
         "podSelector": {},
     }
-    np = build_network_policy_spec(pod("alice"), policy(network={"ingressControllerSelector": own}), DEFAULT)
-    assert np["spec"]["ingress"][0]["from"] == [own]
+    assert peers(policy(route=ingress, network={"ingressControllerSelector": own})) == [CHP, own]
+    # the ingress controller is not let in by the other modes
+    assert NGINX not in peers(policy(network={"ingressControllerSelector": NGINX}))
+
+
+def test_gateway_mode_adds_each_parent_gateways_pods() -> None:
+    route = {
+        "mode": "gateway",
+        "parentRefs": [{"name": "public", "namespace": "gateways"}, {"name": "local"}],
+    }
+    assert peers(policy(route=route)) == [
+        CHP,
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateways"}},
+            "podSelector": {"matchLabels": {"gateway.networking.k8s.io/gateway-name": "public"}},
+        },
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "jhub"}},
+            "podSelector": {"matchLabels": {"gateway.networking.k8s.io/gateway-name": "local"}},
+        },
+    ]
+    envoy = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "envoy"}}}
+    assert peers(policy(route=route, network={"gatewaySelector": envoy})) == [
+        CHP,
+        {**envoy, "namespaceSelector": {}},
+    ]
+
+
+def test_extra_peers_from_the_operator_and_the_policy_come_last_once_each() -> None:
+    lb = {"ipBlock": {"cidr": "10.0.0.0/8"}}
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    p = policy(network={"extraPeers": [monitoring, lb]})
+    assert peers(p, (lb,)) == [CHP, lb, monitoring]
+    assert peers(policy(), (CHP,)) == [CHP]
 
 
 def test_policy_pod_selector_alone_means_any_namespace_like_the_option() -> None:
     only_pods = {"podSelector": {"matchLabels": {"app": "traefik"}}}
-    np = build_network_policy_spec(
-        pod("alice"), policy(network={"ingressControllerSelector": only_pods}), DEFAULT
-    )
-    assert np["spec"]["ingress"][0]["from"] == [{**only_pods, "namespaceSelector": {}}]
-    assert np["spec"]["ingress"][0]["from"] == [parse_ingress_selector("app=traefik")]
+    ingress = {"mode": "ingress"}
+    got = peers(policy(route=ingress, network={"ingressControllerSelector": only_pods}))
+    assert got == [CHP, {**only_pods, "namespaceSelector": {}}]
+    assert got[1] == parse_ingress_selector("app=traefik")
     only_namespaces = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}}}
-    p = policy(network={"ingressControllerSelector": only_namespaces})
-    assert build_network_policy_spec(pod("alice"), p, DEFAULT)["spec"]["ingress"][0]["from"] == [
-        only_namespaces
+    assert peers(policy(route=ingress, network={"ingressControllerSelector": only_namespaces})) == [
+        CHP,
+        only_namespaces,
     ]
 
 

@@ -55,6 +55,35 @@ def test_endpoint_url() -> None:
     assert e.endpoint_url("alice", "", route_host=None, hub_public_url=None) == "/user/alice/mcp"
 
 
+def test_endpoint_url_with_the_pods_own_path_and_a_public_url_with_a_path() -> None:
+    """hub.baseUrl /jhub/: the pod's path is /jhub/user/alice/mcp; a public URL that says /jhub
+    (as admins write it) is not doubled, one with a path of another front proxy keeps it."""
+    path = "/jhub/user/alice/mcp"
+    for public in (
+        "https://hub.example.org/jhub",
+        "https://hub.example.org/jhub/",
+        "https://hub.example.org",
+    ):
+        assert e.endpoint_url("alice", "", route_host=None, hub_public_url=public, path=path) == (
+            "https://hub.example.org/jhub/user/alice/mcp"
+        )
+    assert e.endpoint_url("alice", "", route_host=None, hub_public_url="https://x.org/front", path=path) == (
+        "https://x.org/front/jhub/user/alice/mcp"
+    )
+    # /jhubx is not /jhub: a path is matched by whole segments
+    assert e.endpoint_url("alice", "", route_host=None, hub_public_url="https://x.org/jhubx", path=path) == (
+        "https://x.org/jhubx/jhub/user/alice/mcp"
+    )
+    assert e.endpoint_url("alice", "", route_host="mcp.example.org", hub_public_url=None, path=path) == (
+        "https://mcp.example.org/jhub/user/alice/mcp"
+    )
+    assert e.endpoint_url("alice", "", route_host=None, hub_public_url=None, path=path) == path
+    # without the pod's path: the default, and the public URL's path in front as before
+    assert e.endpoint_url("alice", "", route_host=None, hub_public_url="https://hub.example.org/jhub") == (
+        "https://hub.example.org/jhub/user/alice/mcp"
+    )
+
+
 def test_scope_is_the_single_server() -> None:
     assert e.server_scope("alice") == "access:servers!server=alice/"
     assert e.server_scope("a.b@x.org", "lab") == "access:servers!server=a.b@x.org/lab"

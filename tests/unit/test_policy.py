@@ -62,6 +62,11 @@ def test_defaults_equal_the_crd_defaults() -> None:
         ({"selection": {"priority": "high"}}, "priority must be an integer"),
         ({"route": ["x"]}, "route must be an object"),
         ({"route": {"mode": "nginx"}}, "spec.route.mode must be one of"),
+        ({"route": {"parentRefs": "my-gateway"}}, "parentRefs must be a list of objects"),
+        (
+            {"network": {"extraPeers": [{"ipBlock": {"cidr": "10.0.0.0/8"}}, "x"]}},
+            "extraPeers must be a list",
+        ),
     ],
 )
 def test_bad_policies_say_what_is_wrong(spec: dict[str, Any], message: str) -> None:

@@ -211,7 +211,10 @@ def test_user_server_from_pod() -> None:
         }
     }
     server = user_server(pod)
-    assert server == t.UserServer("hub", "jupyter-a-2eb", POD_UID, "a.b", "lab", "team-a")
+    # no env on this pod: the default path, no hub API of its own
+    assert server == t.UserServer(
+        "hub", "jupyter-a-2eb", POD_UID, "a.b", "lab", "team-a", "/user/a.b/lab/mcp", ""
+    )
     assert server.scope == "access:servers!server=a.b/lab"
     assert user_server({"metadata": {"name": "x", "namespace": "hub", "uid": "u"}}) is None
     not_injected = {"metadata": {**pod["metadata"], "annotations": {"hub.jupyter.org/username": "a.b"}}}
@@ -249,6 +252,8 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 class FakeHub:
+    api_url = "http://hub:8081/hub/api/"
+
     def __init__(self) -> None:
         self.minted: list[str] = []
         self.revoked: list[str] = []
