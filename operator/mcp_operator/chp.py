@@ -151,7 +151,7 @@ class ProxyRouter:
         self._clients: dict[str, ProxyClient] = {}
         self.requests: Counter[str] = Counter()  # verb -> count, for tests and the bench
         self.routed: dict[str, ProxyRoute] = {}  # pod uid -> the route in CHP
-        self._warned: set[str] = set()
+        self._last_error: str | None = None  # logged at warning once, until CHP answers again
 
     def writes(self) -> int:
         return sum(n for verb, n in self.requests.items() if verb in PROXY_WRITE_VERBS)
@@ -175,11 +175,13 @@ class ProxyRouter:
         await asyncio.gather(*(c.aclose() for c in self._clients.values()))
 
     def _failed(self, what: str, error: ProxyError) -> None:
-        # Once at warning per kind of failure: a namespace without CHP must not flood the log.
-        key = str(error).split(":")[0]
-        level = logging.DEBUG if key in self._warned else logging.WARNING
-        self._warned.add(key)
+        # The same failure again (CHP still away) at debug: a pass every minute must not flood the log.
+        level = logging.DEBUG if str(error) == self._last_error else logging.WARNING
+        self._last_error = str(error)
         log.log(level, "%s: %s", what, error)
+
+    def _answered(self) -> None:
+        self._last_error = None
 
     async def ensure(self, pod: Mapping[str, Any], policy: Policy) -> bool:
         """The pod's route as its policy wants it now. False when CHP failed (the pass retries)."""
@@ -194,6 +196,7 @@ class ProxyRouter:
         except ProxyError as e:
             self._failed(f"could not add the proxy route {route.path}", e)
             return False
+        self._answered()
         previous = self.routed.get(uid)
         self.routed[uid] = route
         if previous is not None and previous.path != route.path:
@@ -214,15 +217,18 @@ class ProxyRouter:
         except ProxyError as e:
             self._failed(f"could not delete the proxy route {path}", e)
             return False
+        self._answered()
         return True
 
     async def table(self, namespace: str) -> dict[str, dict[str, Any]] | None:
         """CHP's routes, or None when it cannot be asked (a pass then leaves routes alone)."""
         try:
-            return await self.client(namespace).routes()
+            table = await self.client(namespace).routes()
         except ProxyError as e:
             self._failed("could not list the proxy routes", e)
             return None
+        self._answered()
+        return table
 
     async def add(self, route: ProxyRoute) -> bool:
         try:
@@ -230,6 +236,7 @@ class ProxyRouter:
         except ProxyError as e:
             self._failed(f"could not add the proxy route {route.path}", e)
             return False
+        self._answered()
         self.routed[str(route.data.get("uid"))] = route
         return True
 
