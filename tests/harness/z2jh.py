@@ -27,8 +27,9 @@ What is real:
   ``/bin/sh`` wrapper that bind-mounts, then execs: the program is PID 1 of its own PID
   namespace, as in a pod, so its children die with it and it dies with pytest); a missing mount
   point is created inside an overlay of its nearest existing ancestor whose upper layer is
-  per-test, so the host's ``/usr/local/etc``, ``/srv``,
-  ``/run`` and ``/etc/hosts`` are never written. KubeSpawner talks to the test API server through
+  per-test, so the host's ``/usr/local/etc``, ``/srv``, ``/run`` and ``/etc/hosts`` are never
+  written. Stopping it is the kubelet's: SIGTERM to PID 1 (the hub stops its idle culler itself),
+  SIGKILL after a grace period. KubeSpawner talks to the test API server through
   ``load_incluster_config`` with that token (no kubeconfig is reachable: ``KUBECONFIG=/dev/null``,
   a per-test ``HOME``), so Z2JH's own Role and RoleBinding are what it may do.
 - **The proxy**: ``configurable-http-proxy`` 5.3.0 (the version of Z2JH's proxy image) from
@@ -66,9 +67,14 @@ What is simulated, and how:
 ``Z2JH`` exposes ``public_url`` (proxy-public, with ``base_url``), ``proxy_api_url`` +
 ``proxy_token``, ``hub_api_url``, ``namespace``, ``release``, ``secret(key)`` / ``secret_data()``
 (the Secret ``hub`` as the API server holds it), ``admin_token`` (the ``harness-admin`` service's
-token from that Secret), ``api(method, path)`` as that service, ``sa_token``, ``stop()``,
-``restart_proxy()``, ``restart_hub()``, and ``hub_log``/``proxy_log`` (files; failures quote their
-tails).
+token from that Secret), ``api(method, path)`` as that service, ``sa_token`` (the hub's
+ServiceAccount token), ``stop()``, ``restart_proxy()`` (CHP's routing table starts empty),
+``restart_hub()``, ``upgrade(values)`` (``helm upgrade``, then the process of each Deployment
+whose pod template changed restarts, as a rollout would: the hub on any Secret change, the proxy
+on the first upgrade, as Z2JH's chart says), ``logs()`` and ``hub_log``/``proxy_log`` (files;
+``harness.log`` beside them says what the harness started and stopped, when; failures quote the
+tails). Both processes listen on every interface (as ``--ip=`` and ``http://:8081`` say), so
+``host_ip`` reaches them.
 """
 
 from __future__ import annotations
@@ -180,11 +186,29 @@ class HubVenv:
         return self.path / "bin"
 
 
+def effective_requirements(pinned: str, can_build_psycopg2: bool) -> str:
+    """The pins as given, except one substitution where a pin cannot be built here: ``psycopg2``
+    is an sdist needing libpq's ``pg_config``; without it, ``psycopg2-binary`` at the same version
+    (the same module, prebuilt; the hub only imports it for ``hub.db.type: postgres``)."""
+    if can_build_psycopg2:
+        return pinned
+    return re.sub(
+        r"^psycopg2==(\S+)",
+        r"psycopg2-binary==\1  # jupyterhub-mcp harness: no pg_config to build psycopg2",
+        pinned,
+        flags=re.MULTILINE,
+    )
+
+
 def ensure_hub_venv(root: Path, python: str = sys.executable) -> HubVenv:
-    """The hub venv with Z2JH's pinned hub requirements, built on first use (minutes, once)."""
-    requirements = hub_requirements(root)
+    """The hub venv with Z2JH's pinned hub requirements, built on first use (a minute or two, once).
+    All pins install on Python 3.11 as they are (psycopg2 is built from source: see
+    ``effective_requirements`` for the one substitution, made only without ``pg_config``)."""
+    pinned = hub_requirements(root).read_text()
+    wanted = effective_requirements(pinned, can_build_psycopg2=shutil.which("pg_config") is not None)
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    path = CACHE / f"z2jh-hub-venv-py{version}-{venv_key(requirements.read_text(), version)}"
+    path = CACHE / f"z2jh-hub-venv-py{version}-{venv_key(wanted, version)}"
+    requirements = CACHE / f"{path.name}.requirements.txt"
     done = path / ".installed"
     if done.exists():
         return HubVenv(path, None)
@@ -194,6 +218,7 @@ def ensure_hub_venv(root: Path, python: str = sys.executable) -> HubVenv:
         started = time.monotonic()
         shutil.rmtree(path, ignore_errors=True)
         log = CACHE / f"{path.name}.build.log"
+        requirements.write_text(wanted)
         with log.open("wb") as out:
             steps = [
                 [python, "-m", "venv", str(path)],
@@ -204,7 +229,7 @@ def ensure_hub_venv(root: Path, python: str = sys.executable) -> HubVenv:
                 if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=1800).returncode:
                     tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
                     raise RuntimeError(f"building the Z2JH hub venv failed at {argv}:\n{tail}")
-        done.write_text(requirements.read_text())
+        done.write_text(wanted)
         return HubVenv(path, time.monotonic() - started)
 
 

@@ -11,6 +11,7 @@ import pytest
 from tests.harness.z2jh import (
     Mount,
     deep_merge,
+    effective_requirements,
     expand,
     harness_values,
     hosts_file,
@@ -145,3 +146,11 @@ def test_wrapper_overlays_missing_mount_points_and_binds(tmp_path: Path) -> None
     assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
     with pytest.raises(ValueError, match="refusing to overlay /"):
         wrapper_script([Mount(source, "/no-such-top-level-dir-z2jh/x")], tmp_path / "o2", "/")
+
+
+def test_requirements_stay_pinned_and_psycopg2_is_prebuilt_only_without_pg_config() -> None:
+    pinned = "psycopg2==2.9.12\n    # via -r unfrozen/requirements.txt\npycurl==7.47.0\n"
+    assert effective_requirements(pinned, can_build_psycopg2=True) == pinned
+    swapped = effective_requirements(pinned, can_build_psycopg2=False).splitlines()
+    assert swapped[0].startswith("psycopg2-binary==2.9.12  #")
+    assert swapped[1:] == pinned.splitlines()[1:]
