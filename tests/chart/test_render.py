@@ -155,8 +155,12 @@ def test_deployment_runs_one_locked_down_operator(default):
         "MCP_PROXY_TOKEN_SECRET": "hub",
         "MCP_PROXY_TOKEN_KEY": "hub.config.ConfigurableHTTPProxy.auth_token",
     }
-    # No service token or public URL configured: the variables are absent rather than empty.
-    assert "JUPYTERHUB_API_TOKEN" not in env and "JUPYTERHUB_PUBLIC_URL" not in env
+    # No public URL configured: the variable is absent rather than empty.
+    assert "JUPYTERHUB_PUBLIC_URL" not in env
+    # The service token: the one Z2JH generates for hub.services.jupyterhub-mcp, optional
+    assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "hub", "key": "hub.services.jupyterhub-mcp.apiToken", "optional": True}
+    }
     # No hub API URL either: each pod's own JUPYTERHUB_API_URL (it has hub.baseUrl in it) is used.
     assert "JUPYTERHUB_API_URL" not in env
     assert "MCP_NETWORK_EXTRA_PEERS" not in env  # none: the operator's default, no peers beyond its own
@@ -387,7 +391,10 @@ def test_notes_tell_the_admin_the_two_steps(helm_bin):
     )
     notes = result.stdout.split("NOTES:", 1)[1]
     for expected in (
-        "hub:\n       services:\n         jupyterhub-mcp:",
+        "hub:\n       services:\n         jupyterhub-mcp: {}",
+        "Secret hub, key hub.services.jupyterhub-mcp.apiToken",
+        "prePuller:\n       extraImages:\n         jupyterhub-mcp-sidecar:\n"
+        "           name: ghcr.io/jupyterhub-mcp/sidecar",
         "loadRoles:",
         'scopes: ["tokens"]',
         "hub.serviceToken.existingSecret",
