@@ -16,5 +16,6 @@ these helpers); no test module imports another (tests/unit/test_layout.py checks
 | chart       | helm and rendered manifests, the operator's RBAC written once |
 | operator    | OperatorProcess (the real operator), its webhook registration, user pods, policies |
 | z2jh        | Z2JH: the real Zero to JupyterHub chart (helm), its hub (pinned venv) and CHP, run as pods |
+| z2jh_stack  | running_stack / McpStack: this project (CRD, policy, operator, webhook) on a Z2JH release |
 | nodeagent   | NodeAgent: a Node whose pods run as processes in network namespaces (the Z2JH tier) |
 """
