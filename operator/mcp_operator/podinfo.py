@@ -11,20 +11,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcp_operator.endpoint import mcp_path_under, server_prefix
+from mcp_operator.injection import notebook_index
 from mcp_operator.policy import PodIdentity
-
-NOTEBOOK_CONTAINER = "notebook"  # KubeSpawner's name for the user's container
 
 
 def notebook_env(pod: Mapping[str, Any], name: str) -> str | None:
     """A literal environment value of the user's container (the hub sets these on the pod spec):
-    the container named `notebook`, else the first one that has the variable."""
+    the notebook container as the webhook finds it, the one the sidecar's copies come from."""
     containers = list((pod.get("spec") or {}).get("containers") or ())
-    containers.sort(key=lambda c: c.get("name") != NOTEBOOK_CONTAINER)
-    for container in containers:
-        for entry in container.get("env") or ():
-            if entry.get("name") == name and entry.get("value"):
-                return str(entry["value"])
+    index = notebook_index(pod)
+    if index is None:
+        return None
+    for entry in containers[index].get("env") or ():
+        if entry.get("name") == name and entry.get("value"):
+            return str(entry["value"])
     return None
 
 

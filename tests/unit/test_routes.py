@@ -151,3 +151,18 @@ def test_the_pass_plans_routes_from_the_chp_table() -> None:
     # CHP not read (unreachable, or no policy routes through it): no route repairs at all
     unknown = plan_repairs([alice], children, [], [p], SELECTOR, proxy_routes=None, namespace="jhub")
     assert not unknown.routes and unknown.routes_intact == []
+
+
+def test_the_prefix_is_the_notebook_containers_the_one_the_sidecar_copies() -> None:
+    """Not named `notebook` (a KubeSpawner profile renamed it): the container with notebook-port,
+    as the webhook picks it; another container's variable of the same name never counts."""
+    p = pod(prefix="/user/alice/")
+    notebook = p["spec"]["containers"][0]
+    notebook["name"], notebook["ports"] = "lab", [{"name": "notebook-port", "containerPort": 8888}]
+    other = {"name": "helper", "env": [{"name": "JUPYTERHUB_SERVICE_PREFIX", "value": "/elsewhere/"}]}
+    p["spec"]["containers"].insert(0, other)
+    assert service_prefix(p) == "/user/alice/"
+    notebook["env"] = [{"name": "JUPYTERHUB_SERVICE_PREFIX", "value": "/jhub/user/alice/"}]
+    assert service_prefix(p) == "/jhub/user/alice/"
+    del notebook["env"]
+    assert service_prefix(p) == "/user/alice/"  # not on the notebook: from the pod's annotations
