@@ -209,6 +209,8 @@ class ProxyRouter:
         route = self.routed.pop(pod["metadata"]["uid"], None)
         if route is None:
             return True
+        if any(r.path == route.path for r in self.routed.values()):
+            return True  # a newer pod of the same server holds the path now: its route stays
         return await self._delete(route.namespace, route.path)
 
     async def _delete(self, namespace: str, path: str) -> bool:

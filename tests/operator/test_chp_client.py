@@ -118,3 +118,20 @@ async def test_a_missing_secret_says_which(chp: ChpProcess, caplog: pytest.LogCa
         await r.close()
     assert f"Secret jhub/not-there key {PROXY_TOKEN_KEY} is missing" in caplog.text
     assert chp.routes().get("/user/alice/mcp") is None
+
+
+async def test_the_old_pod_of_a_server_going_leaves_the_new_pods_route(chp: ChpProcess) -> None:
+    """The server restarted: the new pod (same path, new uid and IP) is routed before the old
+    pod's deletion arrives; that deletion must not take the new pod's route."""
+    r = router(chp.api_url, Secrets(chp.auth_token))
+    old, new = pod("alice"), pod("alice", ip="10.2.3.9")
+    new["metadata"]["uid"] = "uid-alice-2"
+    try:
+        assert await r.ensure(old, POLICY) and await r.ensure(new, POLICY)
+        assert await r.remove(old)
+        route = chp.routes()["/user/alice/mcp"]
+        assert (route["target"], route["uid"]) == ("http://10.2.3.9:8890", "uid-alice-2")
+        assert await r.remove(new)
+        assert "/user/alice/mcp" not in chp.routes()
+    finally:
+        await r.close()
