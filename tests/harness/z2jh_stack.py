@@ -12,9 +12,9 @@ itself is the ``z2jh_factory``'s).
 
 ``McpStack`` is what a scenario drives: ``spawn`` / ``stop_server`` through the hub API,
 ``token_secret`` (the operator's Secret, once it holds a token), ``chp_routes`` (CHP's routing
-table through its REST API), ``policy_status``, ``pod_name`` / ``secret_name`` (KubeSpawner's and
-the operator's names for a user's server) and ``diagnostics`` (hub, proxy, operator and node agent
-logs, for failure messages).
+table through its REST API), ``policy_status``, ``pod_name`` / ``user_pod`` / ``secret_name``
+(KubeSpawner's pod and the operator's Secret for a user's server) and ``diagnostics`` (hub,
+proxy, operator and node agent logs, for failure messages).
 """
 
 from __future__ import annotations
@@ -66,9 +66,24 @@ class McpStack:
         return self.z2jh.namespace
 
     @staticmethod
-    def pod_name(user: str, server: str = "") -> str:
-        """KubeSpawner 7's default pod name: ``jupyter-{user_server}`` (``user--server`` slugs)."""
-        return f"jupyter-{safe_slug(user)}" + (f"--{safe_slug(server)}" if server else "")
+    def pod_name(user: str) -> str:
+        """KubeSpawner 7's default pod name for a default server (``jupyter-{user}``, a safe slug);
+        a named server's has a hash (see ``user_pod``)."""
+        return f"jupyter-{safe_slug(user)}"
+
+    def user_pod(self, user: str, server: str = "") -> Any:
+        """The live pod KubeSpawner made for a server, found by its annotations (KubeSpawner 7 names
+        a named server's pod with a hash: ``jupyter-{user}--{server}---{hash}``), or None."""
+        selector = "component=singleuser-server"
+        for pod in self.core.list_namespaced_pod(self.namespace, label_selector=selector).items:
+            annotations = pod.metadata.annotations or {}
+            names = (
+                annotations.get("hub.jupyter.org/username"),
+                annotations.get("hub.jupyter.org/servername", ""),
+            )
+            if names == (user, server) and not pod.metadata.deletion_timestamp:
+                return pod
+        return None
 
     @staticmethod
     def secret_name(user: str, server: str = "") -> str:
