@@ -22,6 +22,7 @@ from mcp_operator.hubclient import HubPool
 from mcp_operator.index import PolicyIndex
 from mcp_operator.injection import InjectionOptions, native_sidecar_supported
 from mcp_operator.kube import Kube, build_api_client
+from mcp_operator.reachability import ReachabilityProbe
 from mcp_operator.reconcile import PeriodicReconcile
 from mcp_operator.state import OperatorState
 from mcp_operator.token_workers import TokenReconciler, TokenWorkers
@@ -84,7 +85,16 @@ def build_router(config: OperatorConfig, kube: Kube) -> ProxyRouter:
 
 def build_state(config: OperatorConfig, kube: Kube, index: PolicyIndex) -> OperatorState:
     router = build_router(config, kube)
-    wiring = ChildWiring(kube, index, config.ingress_selector, router=router, extra_peers=config.extra_peers)
+    wiring = ChildWiring(
+        kube,
+        index,
+        config.ingress_selector,
+        router=router,
+        extra_peers=config.extra_peers,
+        reachability=ReachabilityProbe() if config.check_reachable else None,
+        proxy_public_url=config.proxy_public_url,
+        hub_public_url=config.hub_public_url,
+    )
     reconciler = None
     if config.hub_api_token:
         hubs = HubPool(config.hub_api_token, config.hub_api_url)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mcp_operator.children import DEFAULT_INGRESS_SELECTOR, SelectorError, parse_ingress_selector
-from mcp_operator.constants import PROXY_API_URL, PROXY_TOKEN_KEY, PROXY_TOKEN_SECRET
+from mcp_operator.constants import PROXY_API_URL, PROXY_PUBLIC_URL, PROXY_TOKEN_KEY, PROXY_TOKEN_SECRET
 from mcp_operator.injection import DEFAULT_SIDECAR_IMAGE
 
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -45,6 +45,8 @@ class OperatorConfig:
     hub_api_token: str | None = field(default=None, repr=False)  # a secret: never in a repr or log
     hub_public_url: str | None = None
     proxy_api_url: str = PROXY_API_URL
+    proxy_public_url: str = PROXY_PUBLIC_URL
+    check_reachable: bool = True
     proxy_auth_token: str | None = field(default=None, repr=False)  # a secret: never in a repr or log
     proxy_token_secret: str = PROXY_TOKEN_SECRET
     proxy_token_key: str = PROXY_TOKEN_KEY
@@ -98,6 +100,8 @@ class OperatorConfig:
             hub_api_token=env.get("JUPYTERHUB_API_TOKEN") or None,
             hub_public_url=args.hub_public_url or None,
             proxy_api_url=args.proxy_api_url,
+            proxy_public_url=args.proxy_public_url,
+            check_reachable=args.check_reachable,
             proxy_auth_token=env.get("CONFIGPROXY_AUTH_TOKEN") or None,
             proxy_token_secret=args.proxy_token_secret,
             proxy_token_key=args.proxy_token_key,
@@ -190,6 +194,20 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=default("MCP_PROXY_API_URL", PROXY_API_URL),
         help="configurable-http-proxy's REST API, for route mode proxy [MCP_PROXY_API_URL]; "
         "{namespace} in it is replaced by each watched namespace",
+    )
+    p.add_argument(
+        "--proxy-public-url",
+        default=default("MCP_PROXY_PUBLIC_URL", PROXY_PUBLIC_URL),
+        help="where users' requests enter configurable-http-proxy, from inside the cluster; the "
+        "Reachable check asks each endpoint there in route mode proxy [MCP_PROXY_PUBLIC_URL]; "
+        "{namespace} in it is replaced by the pod's namespace",
+    )
+    p.add_argument(
+        "--check-reachable",
+        action=argparse.BooleanOptionalAction,
+        default=(default("MCP_CHECK_REACHABLE", "true") or "true").lower() not in ("0", "false", "no"),
+        help="after wiring, ask each endpoint without a token and expect the sidecar's 401 "
+        "(pod Event, policy status counts) [MCP_CHECK_REACHABLE]",
     )
     p.add_argument(
         "--proxy-token-secret",

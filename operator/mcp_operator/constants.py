@@ -60,6 +60,8 @@ HTTPROUTES: Final = "httproutes"
 # "user" (what the hub's user routes carry), so the hub's route check never touches ours.
 ROUTE_MARK: Final = "jupyterhub_mcp"  # the same mark local mode (mcp_local.routes) puts on its routes
 PROXY_API_URL: Final = "http://proxy-api:8001"  # Z2JH's Service in front of CHP's REST API
+# Z2JH's Service in front of CHP's public port: where the Reachable check asks in mode proxy.
+PROXY_PUBLIC_URL: Final = "http://proxy-public"
 # Z2JH keeps CHP's token in its Secret `hub` under this key (also mounted into the proxy pod).
 PROXY_TOKEN_SECRET: Final = "hub"
 PROXY_TOKEN_KEY: Final = "hub.config.ConfigurableHTTPProxy.auth_token"

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -28,14 +29,21 @@ class Verdict:
     message: str
 
 
-def probe_base(route_mode: str, *, proxy_public_url: str, route_host: str | None) -> str | None:
-    """Where users reach the hub from inside the cluster: the proxy's public Service in `proxy`
-    mode, the route's host in `ingress`/`gateway` mode (None without one: nothing to ask), and
-    nothing in mode `none`."""
+def probe_base(
+    route_mode: str, *, proxy_public_url: str, route_host: str | None, hub_public_url: str | None = None
+) -> str | None:
+    """Where users reach the endpoint, asked from inside the cluster: the proxy's public Service in
+    `proxy` mode; in `ingress`/`gateway` mode the route's host, or without one the hub's public
+    URL (what the token Secret advertises), or nothing to ask; nothing in mode `none`."""
     if route_mode == "proxy":
         return proxy_public_url.rstrip("/")
-    if route_mode in ("ingress", "gateway") and route_host:
-        return (route_host if "://" in route_host else f"https://{route_host}").rstrip("/")
+    if route_mode in ("ingress", "gateway"):
+        if route_host:
+            return (route_host if "://" in route_host else f"https://{route_host}").rstrip("/")
+        if hub_public_url:
+            # The public URL's own path is the hub's base URL, already in the pod's prefix.
+            parts = urlsplit(hub_public_url)
+            return f"{parts.scheme}://{parts.netloc}"
     return None
 
 

@@ -68,16 +68,28 @@ def hub_tokens_reason(policy_object: Mapping[str, Any]) -> str | None:
 
 
 def policy_counts(
-    policy: Policy, pods: list[dict[str, Any]], policies: tuple[Policy, ...], wired: Mapping[str, Any]
+    policy: Policy,
+    pods: list[dict[str, Any]],
+    policies: tuple[Policy, ...],
+    wired: Mapping[str, Any],
+    reachable: Mapping[str, bool] | None = None,
 ) -> dict[str, int]:
     """matched: live user pods this policy wins; injected: pods with its sidecar; ready: injected
-    pods whose children are in place for its current generation."""
+    pods whose children are in place for its current generation; reachable / unreachable: injected
+    pods whose endpoint was checked (`reachability.py`), by the answer."""
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
     winner = [select_policy(policies, p) for p in live]
     matched = sum(1 for w in winner if w is not None and w.name == policy.name)
     mine = [p for p in live if (injected_policy(p) or ("",))[0] == policy.name]
     ready = sum(1 for p in mine if wired.get(p["metadata"]["uid"]) == (policy.name, policy.generation))
-    return {"matched": matched, "injected": len(mine), "ready": ready}
+    checked = [(reachable or {}).get(p["metadata"]["uid"]) for p in mine]
+    return {
+        "matched": matched,
+        "injected": len(mine),
+        "ready": ready,
+        "reachable": sum(1 for c in checked if c is True),
+        "unreachable": sum(1 for c in checked if c is False),
+    }
 
 
 def ready_status(

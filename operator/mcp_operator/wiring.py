@@ -20,13 +20,15 @@ from kubernetes.client.exceptions import ApiException
 from mcp_operator.backoff import backoff_delay
 from mcp_operator.children import build_children, injected_policy
 from mcp_operator.chp import ProxyRouter
-from mcp_operator.constants import FIELD_MANAGER_STATUS
+from mcp_operator.constants import FIELD_MANAGER_STATUS, PROXY_PUBLIC_URL
 from mcp_operator.events import Events, KubeEvents, pod_reference
 from mcp_operator.index import PolicyIndex
 from mcp_operator.kube import CHILD_KINDS, Kube
 from mcp_operator.metrics import CHILDREN_APPLIED, RECONCILE_ERRORS
 from mcp_operator.names import child_name
+from mcp_operator.podinfo import endpoint_path, pod_ip
 from mcp_operator.policy import PodIdentity, Policy
+from mcp_operator.reachability import ReachabilityProbe, probe_base
 from mcp_operator.status import policy_counts, ready_status
 
 log = logging.getLogger(__name__)
@@ -49,12 +51,22 @@ class ChildWiring:
         status_debounce: float = STATUS_DEBOUNCE,
         router: ProxyRouter | None = None,
         extra_peers: Sequence[Mapping[str, Any]] = (),
+        reachability: ReachabilityProbe | None = None,
+        proxy_public_url: str = PROXY_PUBLIC_URL,
+        hub_public_url: str | None = None,
     ) -> None:
         self.kube = kube
         self.router = router  # route mode proxy: the pod's route in configurable-http-proxy
         self.index = index
         self.ingress_selector = ingress_selector
         self.extra_peers = tuple(extra_peers)  # NetworkPolicy peers of every pod (the operator's option)
+        self.reachability = reachability  # None: --no-check-reachable
+        self.proxy_public_url = proxy_public_url
+        self.hub_public_url = hub_public_url
+        # pod uid -> whether its endpoint answered as the sidecar; and what was checked, so a pod
+        # is asked once per policy generation and IP (a restarted pod has a new uid anyway)
+        self.reachable: dict[str, bool] = {}
+        self._checked: dict[str, tuple[str, int, str]] = {}
         self.events: Events = events or KubeEvents(kube)
         self.sleep = sleep
         self.clock = clock
@@ -73,6 +85,8 @@ class ChildWiring:
             task.cancel()
         if self.router is not None:
             await self.router.close()
+        if self.reachability is not None:
+            await self.reachability.close()
 
     # --- pods --------------------------------------------------------------------------------------
 
@@ -155,14 +169,59 @@ class ChildWiring:
         return True
 
     async def route(self, pod: Mapping[str, Any], policy: Policy) -> None:
-        """The pod's proxy route (added, moved or removed); a failure is left to the next pass."""
+        """The pod's proxy route (added, moved or removed; a failure is left to the next pass),
+        then the Reachable check once the pod runs."""
         if self.router is not None:
             await self.router.ensure(pod, policy)
+        self.check_reachable(pod, policy)
+
+    def check_reachable(self, pod: Mapping[str, Any], policy: Policy) -> None:
+        """Ask the endpoint where its users are told it is (in the background: wiring never waits
+        for it); the answer goes into a pod Event and the policy's counts."""
+        meta = pod["metadata"]
+        ip = pod_ip(pod)
+        if self.reachability is None or ip is None or (pod.get("status") or {}).get("phase") != "Running":
+            return
+        key = (policy.name, policy.generation, ip)
+        if self._checked.get(meta["uid"]) == key:
+            return
+        base = probe_base(
+            policy.route.mode,
+            proxy_public_url=self.proxy_public_url.replace("{namespace}", meta["namespace"]),
+            route_host=policy.route.host,
+            hub_public_url=self.hub_public_url,
+        )
+        if base is None:
+            return
+        self._checked[meta["uid"]] = key
+        url = base + endpoint_path(pod)
+        probe, reference = self.reachability, pod_reference(pod)
+
+        async def check() -> None:
+            verdict = await probe.check(url)
+            if self._checked.get(meta["uid"]) != key:
+                return  # the pod went, or was rewired, meanwhile
+            before = self.reachable.get(meta["uid"])
+            self.reachable[meta["uid"]] = verdict.reachable
+            if before != verdict.reachable:
+                if verdict.reachable:
+                    self.events.info(reference, reason="MCPReachable", message=verdict.message)
+                else:
+                    self.events.warn(
+                        reference, reason="MCPUnreachable", message=f"{verdict.reason}: {verdict.message}"
+                    )
+            self.request_status(meta["namespace"], policy.name)
+
+        task = asyncio.get_running_loop().create_task(check())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def pod_gone(self, pod: Mapping[str, Any]) -> None:
         meta = pod["metadata"]
         marker = injected_policy(pod)
         self.wired_at.pop(meta["uid"], None)
+        self._checked.pop(meta["uid"], None)
+        self.reachable.pop(meta["uid"], None)
         if self.wired.pop(meta["uid"], None) is not None and marker:
             self.request_status(meta["namespace"], marker[0])
 
@@ -249,6 +308,6 @@ class ChildWiring:
         counts = None
         if invalid is None and policy is not None:
             pods = await self.kube.list_user_pods(namespace)
-            counts = policy_counts(policy, pods, self.index.policies(namespace), self.wired)
+            counts = policy_counts(policy, pods, self.index.policies(namespace), self.wired, self.reachable)
         status = ready_status(obj, counts, invalid=invalid, now=self.clock())
         await self.kube.apply_policy_status(namespace, name, status, field_manager=FIELD_MANAGER_STATUS)

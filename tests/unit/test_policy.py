@@ -159,4 +159,9 @@ def test_status_counts() -> None:
         user_pod("amy", "5", "mine/2", deleting=True),  # going away: not counted
     ]
     wired = {"1": ("mine", 2), "2": ("mine", 1), "4": ("other", 1)}
-    assert policy_counts(mine, pods, (mine, other), wired) == {"matched": 3, "injected": 2, "ready": 1}
+    counts = policy_counts(mine, pods, (mine, other), wired)
+    assert counts == {"matched": 3, "injected": 2, "ready": 1, "reachable": 0, "unreachable": 0}
+    # checked endpoints count among this policy's injected pods only; unchecked ones in neither
+    reachable = {"1": True, "2": False, "4": True, "5": True}
+    counts = policy_counts(mine, pods, (mine, other), wired, reachable)
+    assert (counts["reachable"], counts["unreachable"]) == (1, 1)

@@ -35,6 +35,16 @@ def test_where_the_check_asks(mode: str, host: str | None, expected: str | None)
     assert probe_base(mode, proxy_public_url="http://proxy-public/", route_host=host) == expected
 
 
+def test_an_ingress_without_host_is_asked_at_the_hubs_public_url_without_its_path() -> None:
+    base = probe_base(
+        "ingress",
+        proxy_public_url="http://proxy-public",
+        route_host=None,
+        hub_public_url="https://h.org/jhub/",
+    )
+    assert base == "https://h.org"  # the pod's prefix carries /jhub/ already
+
+
 async def test_the_probe_retries_until_the_route_takes_effect() -> None:
     answers = iter([404, 404, 401])
     sleeps: list[float] = []

@@ -25,11 +25,14 @@ import httpx
 import pytest
 
 from tests.harness.mcp import call, mcp_client, mcp_remote_client, text
+from tests.harness.operator import create_policy
+from tests.harness.paths import eventually
 from tests.harness.z2jh_stack import McpStack, running_stack
 
 pytestmark = [pytest.mark.z2jh, pytest.mark.controlplane, pytest.mark.hub]
 
 USERS = ("alice", "bob")
+MISROUTED = "carol"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,11 @@ def stack(
 ) -> Iterator[McpStack]:
     workdir = tmp_path_factory.mktemp("z2jh-operator")
     with running_stack(controlplane, node_agent, z2jh_factory, workdir) as stack:
-        for user in USERS:
+        # carol's policy routes by Ingress, which nothing reads on this topology: the 404 a stock
+        # Z2JH gave before proxy mode, which the Reachable check must report.
+        wrong = {"selection": {"users": [MISROUTED], "priority": 10}, "route": {"mode": "ingress"}}
+        create_policy(stack.api, stack.namespace, "ingress-without-controller", wrong)
+        for user in (*USERS, MISROUTED):
             stack.spawn(user)
         yield stack
 
@@ -50,6 +57,40 @@ def test_the_spawned_pod_is_injected_and_scheduled_on_the_node_agent(
     assert pod.spec.node_name == node_agent.node_name
     assert "mcp-sidecar" in [c.name for c in pod.spec.init_containers or ()]
     assert pod.status.pod_ip and pod.status.phase == "Running"
+
+
+def test_the_policy_status_says_every_endpoint_answers_as_the_sidecar(stack: McpStack) -> None:
+    """The operator's Reachable check asked each endpoint through CHP without a token and got the
+    sidecar's 401: a pod Event and the policy's counts say so."""
+    eventually(
+        "both endpoints counted reachable",
+        lambda: stack.policy_status().get("reachable") == len(USERS),
+        timeout=60,
+        every=1,
+    )
+    assert stack.policy_status().get("unreachable") == 0
+    events = stack.core.list_namespaced_event(
+        stack.namespace, field_selector="involvedObject.name=jupyter-alice"
+    )
+    reached = [e for e in events.items if e.reason == "MCPReachable"]
+    assert reached and "/user/alice/mcp answered 401" in reached[0].message, [e.reason for e in events.items]
+
+
+def test_an_endpoint_nothing_routes_is_reported_unreachable(stack: McpStack) -> None:
+    """Mode ingress with no ingress controller: the request reaches carol's Jupyter through CHP,
+    not the sidecar. The policy says so, and carol's pod gets a Warning saying why."""
+    eventually(
+        "carol's endpoint counted unreachable",
+        lambda: stack.policy_status("ingress-without-controller").get("unreachable") == 1,
+        timeout=90,
+        every=1,
+    )
+    events = stack.core.list_namespaced_event(
+        stack.namespace, field_selector="involvedObject.name=jupyter-carol"
+    )
+    (warning,) = [e for e in events.items if e.reason == "MCPUnreachable"]
+    assert warning.type == "Warning" and "/user/carol/mcp answered" in warning.message, warning.message
+    assert "Bearer" in warning.message or "404" in warning.message
 
 
 async def test_an_mcp_client_reaches_the_users_endpoint_through_chp(stack: McpStack) -> None:
