@@ -101,6 +101,10 @@ class OperatorProcess:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
         self.env["KUBECONFIG"] = str(controlplane.kubeconfig)
         self.env["MCP_SIDECAR_IMAGE"] = SIDECAR_IMAGE
+        # Off here: kwok's pods serve nothing, so every check would end in a Warning Event and a
+        # status write some seconds later, inside other tests' measurements. The Z2JH tier, whose
+        # pods run, turns it on (--check-reachable).
+        self.env["MCP_CHECK_REACHABLE"] = "false"
         self.args: list[str] = []  # added to every start (e.g. --no-webhook for a whole module)
 
     @property

@@ -204,6 +204,7 @@ def running_stack(
         f"--hub-public-url={z2jh.public_url}",
         f"--proxy-api-url={z2jh.proxy_api_url}",
         f"--proxy-public-url={z2jh.public_url}",  # where the Reachable check asks
+        "--check-reachable",
     ]
     stack = McpStack(z2jh, operator, api, node_agent)
     try:

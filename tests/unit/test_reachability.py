@@ -70,3 +70,19 @@ async def test_the_probe_gives_the_last_verdict_when_never_reachable() -> None:
 
     verdict = await ReachabilityProbe(get, attempts=3, sleep=sleep).check(URL)
     assert not verdict.reachable and verdict.reason == "NoAnswer"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "on"),
+    [
+        ([], {}, True),
+        ([], {"MCP_CHECK_REACHABLE": "false"}, False),
+        (["--check-reachable"], {"MCP_CHECK_REACHABLE": "false"}, True),
+        (["--no-check-reachable"], {}, False),
+    ],
+)
+def test_the_check_is_on_unless_turned_off(argv: list[str], env: dict[str, str], on: bool) -> None:
+    from mcp_operator.config import OperatorConfig
+
+    config = OperatorConfig.from_args(["--namespace=jhub", *argv], env)
+    assert config.check_reachable is on and config.proxy_public_url == "http://proxy-public"
