@@ -85,12 +85,17 @@ def client_config_name(server_name: str) -> str:
 
 def mcp_remote_config(url: str, token: str, server_name: str) -> dict[str, Any]:
     """For stdio-only clients (Claude Desktop and the like): `npx mcp-remote <url> --header ...`.
-    The header value comes from env because some hosts split arguments on spaces."""
+    The header value comes from env because some hosts split arguments on spaces. mcp-remote
+    refuses a plain-http URL off localhost unless told (`--allow-http`): a hub without TLS
+    (Z2JH without `proxy.https`) hands out exactly that."""
+    args = ["-y", "mcp-remote", url, "--header", "Authorization:${AUTH_HEADER}"]
+    if url.startswith("http://"):
+        args.append("--allow-http")
     return {
         "mcpServers": {
             client_config_name(server_name): {
                 "command": "npx",
-                "args": ["-y", "mcp-remote", url, "--header", "Authorization:${AUTH_HEADER}"],
+                "args": args,
                 "env": {"AUTH_HEADER": f"Bearer {token}"},
             }
         }

@@ -101,3 +101,6 @@ def test_client_configs() -> None:
     assert remote["command"] == "npx"
     assert remote["args"] == ["-y", "mcp-remote", url, "--header", "Authorization:${AUTH_HEADER}"]
     assert remote["env"] == {"AUTH_HEADER": "Bearer tok"}
+    # a hub without TLS: mcp-remote refuses http:// off localhost unless told
+    plain = e.mcp_remote_config("http://hub.internal/user/alice/mcp", "tok", "")["mcpServers"]["jupyterhub"]
+    assert plain["args"][-1] == "--allow-http"
