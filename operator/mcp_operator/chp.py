@@ -189,16 +189,11 @@ class ProxyRouter:
         route = build_proxy_route(pod, policy)
         if route is None:
             return await self.remove(pod)
-        if self.routed.get(uid) == route:
-            return True
-        try:
-            await self.client(route.namespace).add(route)
-        except ProxyError as e:
-            self._failed(f"could not add the proxy route {route.path}", e)
-            return False
-        self._answered()
         previous = self.routed.get(uid)
-        self.routed[uid] = route
+        if previous == route:
+            return True
+        if not await self.add(route):
+            return False
         if previous is not None and previous.path != route.path:
             await self._delete(route.namespace, previous.path)
         log.debug("proxy route %s -> %s", route.path, route.target)
