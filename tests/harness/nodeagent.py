@@ -46,7 +46,9 @@ What it simulates
       entrypoint); a container nothing maps to stays Waiting with reason ``NoProgramForContainer``;
     * the root filesystem is this machine's: processes see the host's files apart from their
       mounts; a missing mountPath or workingDir is created on the host as an empty mount point
-      (removed when the agent stops), and writes land in the per-pod directory.
+      (removed when the agent stops), and writes land in the per-pod directory. The checkout and
+      its venv stay visible to the processes even under a volume mounted over a parent of theirs
+      (an emptyDir on ``/tmp`` with the checkout in ``/tmp``): they are bind-mounted back on top.
 
 What it does not do
     * no container isolation: no PID/user/IPC namespaces, processes run as the agent's user (root:
@@ -100,7 +102,7 @@ import httpx
 import psutil
 import yaml
 
-from tests.harness.paths import VENV_BIN
+from tests.harness.paths import REPO, VENV_BIN
 from tests.harness.processes import die_with_parent
 
 NODE_NAME = "z2jh-node-0"
@@ -451,12 +453,24 @@ if libc.unshare(0x04000000) == 0:  # CLONE_NEWUTS: the pod's hostname
     socket.sethostname(spec["hostname"])
 # Open every source before mounting anything: a mount on /tmp must not hide a later source.
 fds = [os.open(m["source"], os.O_PATH) for m in spec["mounts"]]
+keep = [(os.open(p, os.O_PATH), p) for p in spec.get("keep", ()) if os.path.isdir(p)]
 cwd = os.open(spec["cwd"], os.O_RDONLY | os.O_DIRECTORY)
 for fd, m in sorted(zip(fds, spec["mounts"]), key=lambda x: x[1]["target"].rstrip("/").count("/")):
     mount(f"/proc/self/fd/{fd}", m["target"], MS_BIND | MS_REC)
     if m["readonly"]:
         mount(None, m["target"], MS_BIND | MS_REMOUNT | MS_RDONLY)
-for fd in fds:
+# The programs (a checkout, its venv) are this machine's files: a volume mounted over one of
+# their parents (an emptyDir on /tmp, with the checkout under /tmp) must not hide them.
+for fd, path in keep:
+    hidden = any(path == m["target"].rstrip("/") or path.startswith(m["target"].rstrip("/") + "/")
+                 for m in spec["mounts"])
+    if hidden:
+        try:
+            os.makedirs(path, exist_ok=True)  # inside the volume: lands in the pod's directory
+        except OSError:
+            continue  # a read-only volume: the container sees what the pod spec says
+        mount(f"/proc/self/fd/{fd}", path, MS_BIND | MS_REC)
+for fd in [*fds, *(fd for fd, _ in keep)]:
     os.close(fd)
 try:
     os.chdir(spec["cwd"])  # the mounted view first (a volume mounted on the working dir)
@@ -995,7 +1009,14 @@ class PodRunner:
             own.mkdir(parents=True, exist_ok=True)
             self.agent.mount_point(cwd, directory=True)
             mounts.append({"source": str(own), "target": cwd, "readonly": False})
-        launch = {"argv": argv, "env": env, "cwd": cwd, "hostname": self.hostname()[0], "mounts": mounts}
+        launch = {
+            "argv": argv,
+            "env": env,
+            "cwd": cwd,
+            "hostname": self.hostname()[0],
+            "mounts": mounts,
+            "keep": [str(REPO), str(Path(VENV_BIN).parent)],
+        }
         return launch, self.log_dir / f"{c.name}.log"
 
     def _mount(self, vm: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
