@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
-import platform
 import ssl
 import statistics
 import sys
@@ -30,6 +28,7 @@ import httpx
 from kubernetes import client
 from mcp_operator.constants import GROUP, PLURAL, VERSION
 
+from bench.results import machine, two_panels, write
 from tests.fixtures.controlplane import (
     ControlPlane,
     control_plane_bin_dir,
@@ -38,7 +37,6 @@ from tests.fixtures.controlplane import (
 )
 from tests.harness.operator import OperatorProcess, eventually, install_crd, policy_object, user_pod
 
-RESULTS = Path(__file__).parent / "results"
 TARGETS = {"wired_s_per_500_pods": 60.0, "webhook_p99_ms": 10.0}
 MANAGED = "app.kubernetes.io/managed-by=jupyterhub-mcp"
 
@@ -160,12 +158,7 @@ def run(pods: int, workdir: Path) -> dict[str, Any]:
             "timeline": [(round(t, 2), *counts) for t, *counts in timeline],
             "direct_samples_ms": [round(s, 3) for s in samples],
             "targets": TARGETS,
-            "machine": {
-                "cpus": _cpus(),
-                "python": platform.python_version(),
-                # the machine is shared: a load above the CPU count means the numbers are pessimistic
-                "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-            },
+            "machine": machine(),
         }
     finally:
         if op is not None:
@@ -181,17 +174,8 @@ def _count(metrics: str, name: str) -> float:
     return 0.0
 
 
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0))
-
-
-def plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+def plot(report: dict[str, Any]) -> Any:
+    fig, left, right = two_panels(width=11)
     times = [row[0] for row in report["timeline"]]
     for column, kind in enumerate(("Service", "Ingress", "NetworkPolicy"), start=1):
         left.plot(times, [row[column] for row in report["timeline"]], marker=".", label=kind)
@@ -206,8 +190,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     right.set_xlabel("AdmissionReview round trip over HTTPS (ms)")
     right.set_title(f"webhook: p99 {report['direct_review_https_ms']['p99']} ms")
     right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,12 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = parser.parse_known_args(argv)  # bench.run passes the same extra args to every benchmark
     with tempfile.TemporaryDirectory(prefix="operator-bench-") as tmp:
         report = run(args.pods, Path(tmp))
-    RESULTS.mkdir(exist_ok=True)
-    plot(report, RESULTS / "operator.png")
     summary = {k: v for k, v in report.items() if k not in ("timeline", "direct_samples_ms")}
-    (RESULTS / "operator.json").write_text(json.dumps(report, indent=2) + "\n")
-    json.dump(summary, sys.stdout, indent=2)
-    print()
+    write("operator", report, plot(report), summary)
     return 0
 
 

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -26,9 +23,9 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.operator_bench import count_children, policy_namespace, start_bench_control_plane
+from bench.results import machine, target_line, two_panels, write
 from tests.harness.operator import OperatorProcess, eventually, user_pod
 
-RESULTS = Path(__file__).parent / "results"
 TARGETS = {"pass_s_2000_pods": 10.0, "operator_rss_mib": 200.0, "writes_per_idle_pass": 0}
 INTERVAL = 15.0  # seconds between passes: long enough that a pass never overlaps the next
 
@@ -107,11 +104,7 @@ def run(pods: int, passes: int, workdir: Path) -> dict[str, Any]:
             "writes_per_idle_pass_max": max(s["writes"] or 0 for s in idle),
             "operator_rss_mib_peak": round(rss_peak, 1),
             "targets": TARGETS,
-            "machine": {
-                "cpus": len(os.sched_getaffinity(0)),
-                "python": platform.python_version(),
-                "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-            },
+            "machine": machine(),
         }
     finally:
         if op is not None:
@@ -120,27 +113,19 @@ def run(pods: int, passes: int, workdir: Path) -> dict[str, Any]:
         cp.stop()
 
 
-def plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+def plot(report: dict[str, Any]) -> Any:
+    fig, left, right = two_panels()
     seconds = [s["seconds"] for s in report["passes"]]
     left.bar(range(1, len(seconds) + 1), seconds)
-    left.axhline(TARGETS["pass_s_2000_pods"], color="red", linestyle="--", label="target")
     left.set_xlabel("pass")
     left.set_ylabel("seconds")
     left.set_title(f"one pass over {report['pods']} wired pods")
-    left.legend()
+    target_line(left, TARGETS["pass_s_2000_pods"])
     right.bar(["operator RSS peak"], [report["operator_rss_mib_peak"]])
-    right.axhline(TARGETS["operator_rss_mib"], color="red", linestyle="--", label="target")
     right.set_ylabel("MiB")
     right.set_title(f"writes per idle pass: {report['writes_per_idle_pass_max']:.0f}")
-    right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    target_line(right, TARGETS["operator_rss_mib"])
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,11 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = parser.parse_known_args(argv)
     with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as tmp:
         report = run(args.pods, args.passes, Path(tmp))
-    RESULTS.mkdir(exist_ok=True)
-    plot(report, RESULTS / "reconcile.png")
-    (RESULTS / "reconcile.json").write_text(json.dumps(report, indent=2) + "\n")
-    json.dump(report, sys.stdout, indent=2)
-    print()
+    write("reconcile", report, plot(report))
     return 0
 
 

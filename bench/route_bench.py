@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,10 +34,10 @@ from kubernetes import client, watch
 
 from bench.operator_bench import policy_namespace, start_bench_control_plane
 from bench.reconcile_bench import gauge, injected_pod
+from bench.results import machine, target_line, two_panels, write
 from tests.harness.chp import ChpProcess
 from tests.harness.operator import OperatorProcess, eventually
 
-RESULTS = Path(__file__).parent / "results"
 TARGETS = {"route_after_running_p99_s": 2.0, "pass_s_1000_routes": 5.0, "writes_per_idle_pass": 0}
 INTERVAL = 10.0
 
@@ -176,11 +173,7 @@ def run(pods: int, routes: int, workdir: Path) -> dict[str, Any]:
             "chp_restart_healed_s": round(healed_s, 1),
             "reconcile_interval_s": INTERVAL,
             "targets": TARGETS,
-            "machine": {
-                "cpus": len(os.sched_getaffinity(0)),
-                "python": platform.python_version(),
-                "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-            },
+            "machine": machine(),
         }
     finally:
         poll.stop.set()
@@ -194,29 +187,21 @@ def run(pods: int, routes: int, workdir: Path) -> dict[str, Any]:
         cp.stop()
 
 
-def plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+def plot(report: dict[str, Any]) -> Any:
+    fig, left, right = two_panels()
     lag = report["route_after_running_s"]
     left.bar(["p50", "p99", "max"], [lag["p50"], lag["p99"], lag["max"]])
-    left.axhline(TARGETS["route_after_running_p99_s"], color="red", linestyle="--", label="target p99")
     left.set_ylabel("seconds")
     left.set_title(f"route in CHP after Running ({report['pods_in_burst']}-pod burst)")
-    left.legend()
+    target_line(left, TARGETS["route_after_running_p99_s"], "target p99")
     seconds = [p["seconds"] for p in report["idle_passes"]]
     right.bar(range(1, len(seconds) + 1), seconds)
-    right.axhline(TARGETS["pass_s_1000_routes"], color="red", linestyle="--", label="target")
     right.set_xlabel("idle pass")
     right.set_ylabel("seconds")
     healed = report["chp_restart_healed_s"]
     right.set_title(f"pass over {report['routes']} routes; CHP restart healed in {healed} s")
-    right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    target_line(right, TARGETS["pass_s_1000_routes"])
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,11 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = parser.parse_known_args(argv)
     with tempfile.TemporaryDirectory(prefix="route-bench-") as tmp:
         report = run(args.pods, max(args.routes, args.pods), Path(tmp))
-    RESULTS.mkdir(exist_ok=True)
-    plot(report, RESULTS / "route.png")
-    (RESULTS / "route.json").write_text(json.dumps(report, indent=2) + "\n")
-    json.dump(report, sys.stdout, indent=2)
-    print()
+    write("route", report, plot(report))
     return 0
 
 
