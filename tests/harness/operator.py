@@ -4,10 +4,12 @@ with its webhook on 127.0.0.1 registered through a MutatingWebhookConfiguration 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import uuid
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -199,6 +201,22 @@ class OperatorProcess:
             return "mcp.jupyterhub.org/injected" in (probe.metadata.annotations or {})
 
         eventually("the API server to call the webhook", injected)
+
+    @contextlib.contextmanager
+    def serving(self, api: client.ApiClient, probe_user: str = "probe-user") -> Iterator[None]:
+        """Started with its webhook registered for the block; afterwards unregistered, stopped, its
+        namespace deleted and its log's tail printed (pytest shows it for a failure)."""
+        self.start()
+        try:
+            self.register_webhook(api, probe_user)
+            yield
+        finally:
+            try:
+                self.unregister_webhook(api)
+            finally:
+                self.stop()
+                client.CoreV1Api(api).delete_namespace(self.namespace, propagation_policy="Background")
+                print(f"\n--- operator log tail ---\n{self.text()[-3000:]}")
 
     def unregister_webhook(self, api: client.ApiClient) -> None:
         client.AdmissionregistrationV1Api(api).delete_mutating_webhook_configuration(

@@ -67,17 +67,8 @@ def env(controlplane: Any, kube_api: Any, tmp_path_factory: pytest.TempPathFacto
     )
     op = OperatorProcess(controlplane, namespace, tmp_path_factory.mktemp("operator"))
     op.env["MCP_RECONCILE_INTERVAL"] = "2"
-    op.start()
-    try:
-        op.register_webhook(kube_api, "probe-user")
+    with op.serving(kube_api):
         yield Env(kube_api, namespace)
-    finally:
-        try:
-            op.unregister_webhook(kube_api)
-        finally:
-            op.stop()
-            core.delete_namespace(namespace, propagation_policy="Background")
-            print(f"\n--- operator log tail ---\n{op.text()[-3000:]}")
 
 
 def test_a_pod_gets_an_httproute_to_its_service_on_the_policys_gateway(env: Env) -> None:

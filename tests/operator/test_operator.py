@@ -129,17 +129,8 @@ def cluster(controlplane: Any, kube_api: Any, tmp_path_factory: pytest.TempPathF
     op.env["MCP_RECONCILE_INTERVAL"] = str(RECONCILE_INTERVAL)
     c = Cluster(controlplane, kube_api, namespace, op)
     c.apply_policy("everyone", EVERYONE)
-    op.start()
-    try:
-        op.register_webhook(kube_api, "probe-user")
+    with op.serving(kube_api):
         yield c
-    finally:
-        try:
-            op.unregister_webhook(kube_api)
-        finally:
-            op.stop()
-            core.delete_namespace(namespace, propagation_policy="Background")
-            print(f"\n--- operator log tail ---\n{op.text()[-3000:]}")
 
 
 def test_pod_is_injected_and_wired(cluster: Cluster) -> None:
