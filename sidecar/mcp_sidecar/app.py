@@ -10,12 +10,13 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, InputRequiredResult
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from . import __version__
+from . import __version__, arguments
 from .auth import AuthMiddleware
 from .config import Settings
 from .guard import Guard
@@ -35,7 +36,8 @@ INSTRUCTIONS = (
 class PolicedMCPServer(MCPServer):
     """Tools the policy forbids are not registered, so not listed; a call to one anyway is refused
     by the guard (audited and counted as "refused", naming the mode or list) instead of the SDK's
-    bare "Unknown tool"."""
+    bare "Unknown tool". Arguments are checked here, once for every tool, before any tool runs:
+    a non-finite number is refused with the argument's name (``arguments.non_finite``)."""
 
     def __init__(self, tools: NotebookTools, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -48,7 +50,21 @@ class PolicedMCPServer(MCPServer):
         listed = self.notebook_tools.guard.is_listed(name)
         if name in ALL_TOOLS and not listed and context is not None:
             return await self.notebook_tools.refuse(context, name, arguments)
+        problem = self.argument_problem(name, arguments)
+        if problem is not None and context is not None:
+            return await self.notebook_tools.refuse(context, name, arguments, problem=problem)
         return await super().call_tool(name, arguments, context)
+
+    def argument_problem(self, name: str, raw: dict[str, Any]) -> str | None:
+        """What is wrong with the arguments of a listed tool, after the SDK's own coercion."""
+        tool = self._tool_manager.get_tool(name)
+        if tool is None:
+            return None  # unknown: the SDK says so
+        try:
+            validated = tool.fn_metadata.validate_arguments(raw)
+        except ValidationError:
+            return None  # the SDK reports it
+        return arguments.non_finite(validated)
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:

@@ -134,12 +134,15 @@ class NotebookTools:
                 fn = getattr(self, tool.name)
                 mcp.add_tool(fn, name=tool.name, annotations=tool.hints, structured_output=False)
 
-    async def refuse(self, ctx: Context, tool: str, arguments: dict[str, Any]) -> CallToolResult:
-        """A call to a tool the policy forbids (so it is not listed): the guard refuses it with the
-        reason and audits it. Arguments are not validated: the refusal does not depend on them."""
+    async def refuse(
+        self, ctx: Context, tool: str, arguments: dict[str, Any], *, problem: str | None = None
+    ) -> CallToolResult:
+        """A call that never reaches its tool, audited and counted through the guard like any other:
+        a tool the policy forbids (not listed; the guard refuses it with the reason, whatever the
+        arguments), or one whose arguments are wrong (``problem``: an error naming the argument)."""
 
         async def never() -> CallToolResult:
-            raise JupyterError(f"tool {tool} is not offered here")  # the guard refuses first
+            raise JupyterError(problem or f"tool {tool} is not offered here")
 
         path, code = arguments.get("path"), arguments.get("code", arguments.get("source"))
         return await self._run(
