@@ -216,7 +216,10 @@ class Demo:
 
     async def hand_out(self, hub: DemoHub, user: str) -> Endpoint:
         minted = await hub.mint(
-            user, scopes=token_scopes(user), expires_in=self.options.token_ttl, note=TOKEN_NOTE
+            user,
+            scopes=token_scopes(user, policy=self.options.policy),
+            expires_in=self.options.token_ttl,
+            note=TOKEN_NOTE,
         )
         self.minted.append((user, minted.id))
         endpoint = Endpoint(user=user, url=endpoint_url(self.options, user), token=minted.value)

@@ -137,13 +137,17 @@ def hub_config(
             "cleanup_proxy": True,
             "last_activity_interval": options.route_check_interval,
             "services": [{"name": SERVICE_NAME, "api_token": service_token}],
+            # The MCP custom scopes and the user role granting them on each user's own servers: what
+            # the README tells a Z2JH admin to configure, so demo tokens open MCP and nothing else.
+            "custom_scopes": endpoint.CUSTOM_SCOPES,
             "load_roles": [
+                endpoint.USER_ROLE,
                 {
                     "name": SERVICE_NAME,
                     "description": "jupyterhub-mcp local mode: start demo servers, mint their MCP tokens",
                     "scopes": service_scopes(options.users),
                     "services": [SERVICE_NAME],
-                }
+                },
             ],
         },
         "Authenticator": {"allowed_users": list(options.users)},
@@ -201,5 +205,7 @@ def endpoint_url(options: DemoOptions, user: str, server_name: str = "") -> str:
     return endpoint.endpoint_url(user, server_name, route_host=None, hub_public_url=options.public_url)
 
 
-def token_scopes(user: str, server_name: str = "") -> list[str]:
-    return [endpoint.server_scope(user, server_name)]
+def token_scopes(user: str, server_name: str = "", policy: dict[str, Any] | None = None) -> list[str]:
+    """Only the MCP scope of the policy's tool mode on that server: it does not open Jupyter itself."""
+    mode = ((policy or {}).get("spec") or {}).get("tools", {}).get("mode") or "execute"
+    return endpoint.token_scopes(user, server_name, mode)

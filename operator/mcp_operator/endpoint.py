@@ -1,4 +1,5 @@
-"""The endpoint contract, pure: where a user's MCP endpoint is, which token scope reaches it, and
+"""The endpoint contract, pure: where a user's MCP endpoint is, which token scopes reach it (and the hub's
+custom-scope configuration that defines them), and
 the client configurations a user is handed. The one place these are spelled.
 
 Used by the operator (the Ingress path, the token Secret), by local mode (the proxy route, the
@@ -73,9 +74,55 @@ def endpoint_url(
     return origin + base_path + path
 
 
+# JupyterHub custom scopes for MCP, one per tool tier: a token holding only these opens the MCP
+# endpoint and nothing else (the Jupyter server itself wants access:servers). edit and execute
+# imply read through subscopes, so the hub's own answer lists every tier a token reaches.
+MCP_SCOPE_PREFIX = "custom:mcp:"
+MCP_TIERS = ("read", "edit", "execute")
+CUSTOM_SCOPES: dict[str, dict[str, Any]] = {
+    "custom:mcp:read": {"description": "Read notebooks and files through the MCP endpoint"},
+    "custom:mcp:edit": {
+        "description": "Read and edit notebooks and files through the MCP endpoint",
+        "subscopes": ["custom:mcp:read"],
+    },
+    "custom:mcp:execute": {
+        "description": "Read, edit and run code through the MCP endpoint",
+        "subscopes": ["custom:mcp:edit"],
+    },
+}
+# The policy's tool mode -> the tier an MCP token needs for it (the narrowest that suffices).
+MODE_TIER = {"read-only": "read", "edit": "edit", "execute": "execute"}
+# The hub's default `user` role plus the MCP scopes on the user's own servers (`!user` is expanded
+# by the hub to each owner), so a user (or a service minting for them) may ask for a token with
+# `custom:mcp:<tier>!server=<self>/<server>` and never for another user's server.
+USER_ROLE: dict[str, Any] = {
+    "name": "user",
+    "description": "Standard user privileges, plus MCP on the user's own servers",
+    "scopes": ["self", "custom:mcp:execute!user"],
+}
+
+
+def mcp_scope(user: str, server_name: str = "", tier: str = "execute") -> str:
+    """The MCP scope of one tier on one server: `custom:mcp:edit!server=alice/` (default server)."""
+    if tier not in MCP_TIERS:
+        raise ValueError(f"unknown MCP tier {tier!r}: expected one of {', '.join(MCP_TIERS)}")
+    return f"{MCP_SCOPE_PREFIX}{tier}!server={user}/{server_name}"
+
+
+def token_scopes(user: str, server_name: str = "", mode: str = "execute") -> list[str]:
+    """What this product mints for one server: only the MCP scope the policy's mode needs."""
+    return [mcp_scope(user, server_name, MODE_TIER[mode])]
+
+
+def is_mcp_scope_of(scope: str, user: str, server_name: str = "") -> bool:
+    """Whether a scope is an MCP scope (any tier) on this one server."""
+    return any(scope == mcp_scope(user, server_name, tier) for tier in MCP_TIERS)
+
+
 def server_scope(user: str, server_name: str = "") -> str:
-    """The narrowest scope reaching one server: `access:servers!server=alice/` for the default one
-    (the hub accepts the empty server name; checked against a real hub in the tests)."""
+    """The narrowest scope reaching one whole Jupyter server: `access:servers!server=alice/` (the
+    hub accepts the empty server name; checked against a real hub in the tests). Never minted by
+    this product: it opens the Jupyter server's own API, not only MCP."""
     return f"access:servers!server={user}/{server_name}"
 
 

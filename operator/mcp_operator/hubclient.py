@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from mcp_operator.backoff import backoff_delay
+from mcp_operator.endpoint import MCP_SCOPE_PREFIX
 from mcp_operator.tokens import HubToken, MintedToken
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,12 @@ class HubError(Exception):
 
 class HubUnavailable(HubError):
     """The hub could not be reached (or kept answering 'try later') after all retries."""
+
+
+MCP_SCOPES_HINT = (
+    "the hub must define the custom:mcp:* scopes (c.JupyterHub.custom_scopes) and grant users "
+    "custom:mcp:execute!user in their role: see the README's 'MCP scopes' section"
+)
 
 
 class HubRefused(HubError):
@@ -153,12 +160,19 @@ class HubClient:
     async def mint(self, user: str, *, scopes: list[str], expires_in: int, note: str) -> MintedToken:
         """POST /users/{user}/tokens. A token minted while the answer got lost (timeout, then a
         retry) is a stray: the next check finds it by its note and revokes it."""
-        response = await self._request(
-            "POST",
-            f"{_user_path(user)}/tokens",
-            json={"scopes": scopes, "expires_in": expires_in, "note": note},
-            ok=(200, 201),
-        )
+        try:
+            response = await self._request(
+                "POST",
+                f"{_user_path(user)}/tokens",
+                json={"scopes": scopes, "expires_in": expires_in, "note": note},
+                ok=(200, 201),
+            )
+        except HubRefused as e:
+            if e.status == 400 and MCP_SCOPE_PREFIX in str(e):
+                # The hub does not define the MCP scopes, or the user's role does not grant them.
+                said = str(e).split(": ", 1)[-1]
+                raise HubRefused(e.status, f"{said}; {MCP_SCOPES_HINT}") from e
+            raise
         minted = MintedToken.from_model(response.json())
         log.info("minted hub token %s for user %s (expires %s)", minted.id, user, minted.expires_at)
         return minted

@@ -73,6 +73,9 @@ def policy_environment(policy: Policy) -> list[dict[str, Any]]:
         env.append(_var("MCP_ALLOW_TOOLS", ",".join(policy.tools.allow)))
     if policy.tools.deny:
         env.append(_var("MCP_DENY_TOOLS", ",".join(policy.tools.deny)))
+    if not policy.auth.accept_server_access:
+        # Only when refused: the sidecar's default admits access:servers (pods patched before stay equal).
+        env.append(_var("MCP_ACCEPT_SERVER_ACCESS", "0"))
     return env
 
 

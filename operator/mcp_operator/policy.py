@@ -104,6 +104,12 @@ class Tokens:
 
 
 @dataclass(frozen=True)
+class Auth:
+    # Admit hand-made `access:servers` tokens besides the MCP custom scopes (false: MCP tokens only).
+    accept_server_access: bool = True
+
+
+@dataclass(frozen=True)
 class Audit:
     enabled: bool = True
     include_code: bool = False
@@ -122,6 +128,7 @@ class Policy:
     network: Network = field(default_factory=Network)
     tokens: Tokens = field(default_factory=Tokens)
     audit: Audit = field(default_factory=Audit)
+    auth: Auth = field(default_factory=Auth)
 
     @property
     def marker(self) -> str:
@@ -136,9 +143,19 @@ class Policy:
         if not name:
             raise PolicyError("MCPPolicy has no metadata.name")
         spec = _section(obj, "spec", name)
-        sel, side, tools, exe, route, net, tok, audit = (
+        sel, side, tools, exe, route, net, tok, audit, auth = (
             _section(spec, key, name)
-            for key in ("selection", "sidecar", "tools", "execution", "route", "network", "tokens", "audit")
+            for key in (
+                "selection",
+                "sidecar",
+                "tools",
+                "execution",
+                "route",
+                "network",
+                "tokens",
+                "audit",
+                "auth",
+            )
         )
 
         policy = cls(
@@ -194,6 +211,7 @@ class Policy:
             audit=Audit(
                 enabled=bool(audit.get("enabled", True)), include_code=bool(audit.get("includeCode", False))
             ),
+            auth=Auth(accept_server_access=bool(auth.get("acceptServerAccess", True))),
         )
         policy.validate()
         return policy

@@ -53,6 +53,7 @@ from mcp_operator.constants import (
     LABEL_POD,
     MANAGED_BY,
 )
+from mcp_operator.endpoint import MODE_TIER
 from mcp_operator.events import Events, KubeEvents, secret_reference
 from mcp_operator.hubclient import HubClient, HubError, HubPool, HubRefused, HubUnavailable
 from mcp_operator.kube import Kube
@@ -154,7 +155,10 @@ class TokenReconciler:
                     return None
                 hub = self.hub_for(server.hub_api_url)
                 listed = await hub.list_tokens(server.user)
-                plan = tokens.plan_tokens(self.clock(), live, listed, server.scope, rotate_before)
+                tier = MODE_TIER[policy.tools.mode]
+                plan = tokens.plan_tokens(
+                    self.clock(), live, listed, (server.user, server.server_name), tier, rotate_before
+                )
                 if plan.mint:
                     await self._mint_into_secret(server, policy, name, existing)
                 for token_id in plan.revoke:
@@ -182,7 +186,7 @@ class TokenReconciler:
         hub = self.hub_for(server.hub_api_url)
         minted = await hub.mint(
             server.user,
-            scopes=[server.scope],
+            scopes=server.token_scopes(MODE_TIER[policy.tools.mode]),
             expires_in=policy.tokens.ttl_seconds,
             note=tokens.token_note(server.policy, server.pod_uid),
         )

@@ -5,10 +5,16 @@ The endpoint's path, URL, scope and client configurations are `endpoint.py`'s.
 No I/O here. `hubclient.py` talks to the hub, `token_handlers.py` runs the plan against the hub and
 the Kubernetes API.
 
+What a token carries: only the MCP custom scope of the policy's tool tier on that one server
+(`custom:mcp:<read|edit|execute>!server=<user>/<server>`, `endpoint.token_scopes`), so it opens the
+MCP endpoint and not the Jupyter server's own API.
+
 How the operator recognises its own tokens in the hub (after a restart, or when a pod is gone):
-by the note, `jupyterhub-mcp sidecar access (<policy>) pod=<pod uid>`, together with the scope
-`access:servers!server=<user>/<server>`. The pod uid in the note lets a pod deletion revoke
-exactly that pod's tokens even when its Secret has already been garbage-collected.
+by the note, `jupyterhub-mcp sidecar access (<policy>) pod=<pod uid>`, together with a scope naming
+that server (an MCP tier, or the `access:servers!server=` of tokens minted before MCP scopes: those
+are replaced like any token that does not carry what the policy needs). The pod uid in the note
+lets a pod deletion revoke exactly that pod's tokens even when its Secret has already been
+garbage-collected.
 """
 
 from __future__ import annotations
@@ -32,10 +38,17 @@ from mcp_operator.constants import (
     ANN_USER,
     FINALIZER,
 )
+from mcp_operator.endpoint import (
+    MCP_TIERS,
+    is_mcp_scope_of,
+    mcp_http_config,
+    mcp_remote_config,
+    mcp_scope,
+    server_scope,
+)
 
 # endpoint_url is re-exported: token_workers builds the Secret's URL through this module.
 from mcp_operator.endpoint import endpoint_url as endpoint_url
-from mcp_operator.endpoint import mcp_http_config, mcp_remote_config, server_scope
 
 NOTE_PREFIX = "jupyterhub-mcp sidecar access"
 _NOTE_POD = re.compile(r" pod=([0-9A-Za-z-]+)$")
@@ -115,8 +128,17 @@ class HubToken:
             expires_at=parse_hub_time(model.get("expires_at")),
         )
 
-    def is_ours_for(self, scope: str) -> bool:
-        return note_pod_uid(self.note) is not None and scope in self.scopes
+    def is_ours_for(self, user: str, server_name: str) -> bool:
+        """One of our tokens (by note) for this server (by a scope naming it)."""
+        return note_pod_uid(self.note) is not None and any(
+            is_mcp_scope_of(s, user, server_name) or s == server_scope(user, server_name) for s in self.scopes
+        )
+
+    def fits(self, user: str, server_name: str, tier: str) -> bool:
+        """Carries exactly the MCP tier wanted on this server, and no access:servers (the hub lists
+        expanded scopes: an execute token also shows edit and read)."""
+        held = [t for t in MCP_TIERS if mcp_scope(user, server_name, t) in self.scopes]
+        return bool(held) and held[-1] == tier and not any(s.startswith("access:") for s in self.scopes)
 
 
 @dataclass(frozen=True)
@@ -203,20 +225,27 @@ def plan_tokens(
     now: datetime,
     live: LiveToken | None,
     hub_tokens: Iterable[HubToken],
-    scope: str,
+    server: tuple[str, str],
+    tier: str,
     rotate_before_seconds: int,
 ) -> TokenPlan:
     """Decide from the Secret's view (`live`) and the hub's view (`hub_tokens` of the user).
 
     Every token of ours for this server that the Secret does not hold is a stray (a restart between
-    mint and Secret write, or a previous pod of the same server) and is revoked.
+    mint and Secret write, or a previous pod of the same server) and is revoked. A live token that
+    does not carry exactly the MCP `tier` the policy needs (the mode changed, or it predates MCP
+    scopes) is replaced.
     """
-    ours = [t for t in hub_tokens if t.is_ours_for(scope)]
+    user, server_name = server
+    ours = [t for t in hub_tokens if t.is_ours_for(user, server_name)]
     by_id = {t.id: t for t in ours}
     if live is None:
         reason, mint = "no token yet", True
     elif live.id not in by_id:
         reason, mint = f"token {live.id} is no longer known to the hub", True
+    elif not by_id[live.id].fits(user, server_name, tier):
+        wanted = mcp_scope(user, server_name, tier)
+        reason, mint = f"token {live.id} does not carry exactly {wanted}: replacing it", True
     elif needs_rotation(now, live.expires_at, rotate_before_seconds):
         reason, mint = f"token {live.id} expires at {format_time(live.expires_at)}: rotating", True
     else:
@@ -296,9 +325,9 @@ class UserServer:
     mcp_path: str = ""
     hub_api_url: str = ""
 
-    @property
-    def scope(self) -> str:
-        return server_scope(self.user, self.server_name)
+    def token_scopes(self, tier: str) -> list[str]:
+        """What this server's token carries: only the MCP scope of one tier on this server."""
+        return [mcp_scope(self.user, self.server_name, tier)]
 
     def pod_reference(self) -> dict[str, Any]:
         """Enough of the pod for an Event's involvedObject."""

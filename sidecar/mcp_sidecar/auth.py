@@ -2,10 +2,11 @@
 
 Hub mode (JUPYTERHUB_API_URL set): the token (``Authorization: Bearer X`` or ``token X``;
 ``?token=X`` only with JUPYTERHUB_ALLOW_TOKEN_IN_URL=1) is shown to ``GET {hub}/user``, and the
-scopes the hub answers with must reach *this* server (``scopes.check_access``). Answers, admitted
-or refused, are cached by sha256(token) for MCP_AUTH_CACHE_TTL seconds, and concurrent requests
-with one token share a single hub request. The hub being down is a 503, never cached, never an
-open door. Static mode (MCP_TOKEN): one shared secret, compared in constant time.
+scopes the hub answers with must reach *this* server (``scopes.check_access``: a custom:mcp scope,
+which also caps the tool tier, or access:servers unless MCP_ACCEPT_SERVER_ACCESS is false).
+Answers, admitted or refused, are cached by sha256(token) for MCP_AUTH_CACHE_TTL seconds, and
+concurrent requests with one token share a single hub request. The hub being down is a 503, never
+cached, never an open door. Static mode (MCP_TOKEN): one shared secret, compared in constant time.
 
 On success the middleware stores an ``Identity`` in ``scope["state"]["identity"]``, rewrites the
 header to ``Authorization: Bearer X`` (the MCP SDK parses only Bearer) and removes ``token`` from
@@ -87,6 +88,7 @@ class HubTokenChecker:
         self.owner = settings.user
         self.server_name = settings.server_name
         self.ttl = settings.auth_cache_ttl
+        self.accept_server_access = settings.accept_server_access
         self._clock = clock
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -152,7 +154,9 @@ class HubTokenChecker:
         if model is None:
             return Verdict(401, "invalid, expired or revoked token", "invalid")
         scopes = [s for s in model.get("scopes") or [] if isinstance(s, str)]
-        decision = check_access(self.owner, self.server_name, scopes)
+        decision = check_access(
+            self.owner, self.server_name, scopes, accept_server_access=self.accept_server_access
+        )
         who = str(model.get("name") or "?")
         if not decision.allowed:
             return Verdict(403, f"{who}: {decision.reason}", "forbidden")
@@ -162,6 +166,7 @@ class HubTokenChecker:
             token_id=model.get("token_id"),
             token_note=model.get("token_note"),
             scopes=frozenset(scopes),
+            tier=decision.tier,
         )
         return Verdict(200, decision.reason, "ok", identity)
 

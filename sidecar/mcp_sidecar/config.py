@@ -66,6 +66,8 @@ class Settings:
     audit_log: str = "stdout"
     audit_include_code: bool = False
     auth_cache_ttl: float = 30.0
+    # Admit hub tokens holding access:servers for this server (besides the custom:mcp scopes).
+    accept_server_access: bool = True
     activity_interval: float = 60.0
 
     @property
@@ -120,6 +122,7 @@ class Settings:
             audit_log=env.get("MCP_AUDIT_LOG") or "stdout",
             audit_include_code=_flag(env.get("MCP_AUDIT_INCLUDE_CODE")),
             auth_cache_ttl=_number(env, "MCP_AUTH_CACHE_TTL", 30.0),
+            accept_server_access=_flag(env.get("MCP_ACCEPT_SERVER_ACCESS") or "true"),
             activity_interval=_number(env, "MCP_ACTIVITY_INTERVAL", 60.0),
         )
         values.update(overrides)

@@ -43,6 +43,7 @@ class Identity:
     token_id: str | None = None
     token_note: str | None = None
     scopes: frozenset[str] = frozenset()
+    tier: str | None = None  # the highest custom:mcp tier the token holds here; None: no cap
 
 
 @dataclass
@@ -87,7 +88,7 @@ class Guard:
 
     async def call(self, call: ToolCall, body: Callable[[], Awaitable[T]]) -> T:
         started = time.perf_counter()
-        refusal = self.policy.refusal(call.tool)
+        refusal = self.policy.refusal(call.tool, call.identity.tier if call.identity else None)
         if refusal is not None:
             self._record(call, "refused", refusal, started)
             raise ToolRefused(refusal)

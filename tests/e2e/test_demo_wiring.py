@@ -35,13 +35,14 @@ def test_each_user_gets_endpoint_token_and_client_config(demo: DemoProcess, alic
 
 
 def test_tokens_are_narrow(demo: DemoProcess, alice: User) -> None:
-    """The hub itself says what alice's demo token may do: reach her default server, nothing else."""
+    """The hub itself says what alice's demo token may do: MCP on her default server, nothing else
+    (not even the Jupyter server itself: no access:servers)."""
     model = httpx.get(f"{demo.public_url}/hub/api/user", headers=alice.headers, timeout=30).json()
     assert model["name"] == "alice"
-    assert "access:servers!server=alice/" in model["scopes"]
-    assert not any(s.startswith(("admin", "servers", "tokens", "users")) for s in model["scopes"]), model[
-        "scopes"
-    ]
+    assert "custom:mcp:execute!server=alice/" in model["scopes"]
+    assert not any(
+        s.startswith(("admin", "servers", "tokens", "users", "access")) for s in model["scopes"]
+    ), model["scopes"]
     # Not enough to act on the hub as alice (e.g. mint more tokens).
     refused = httpx.post(
         f"{demo.public_url}/hub/api/users/alice/tokens", headers=alice.headers, json={}, timeout=30

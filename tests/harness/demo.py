@@ -30,6 +30,8 @@ class User:
     url: str
     token: str = field(repr=False)
     mcp_json: dict[str, Any] = field(repr=False)
+    # A browser-like credential for the Jupyter server itself (the MCP token does not open it).
+    jupyter_token: str = field(default="", repr=False)
 
     @property
     def server_url(self) -> str:
@@ -42,8 +44,9 @@ class User:
 
     @property
     def server(self) -> ServerAddress:
-        """The user's Jupyter server as a browser tab reaches it: through the proxy, with the token."""
-        return ServerAddress(url=self.server_url, headers=self.headers)
+        """The user's Jupyter server as a browser tab reaches it: through the proxy, with a token
+        holding access:servers (a browser's login), not the MCP token."""
+        return ServerAddress(url=self.server_url, headers={"Authorization": f"token {self.jupyter_token}"})
 
 
 @dataclass
@@ -100,7 +103,28 @@ class DemoProcess:
         assert info["pid"] == self.proc.pid
         for name, entry in info["users"].items():
             config = json.loads(Path(entry["mcp_json"]).read_text())
-            self.users[name] = User(name=name, url=config["url"], token=config["token"], mcp_json=config)
+            self.users[name] = User(
+                name=name,
+                url=config["url"],
+                token=config["token"],
+                mcp_json=config,
+                jupyter_token=self.mint(name, [endpoint.server_scope(name)]),
+            )
+
+    @property
+    def hub_api(self) -> str:
+        return f"http://127.0.0.1:{self.hub_port}/hub/api"
+
+    def mint(self, user: str, scopes: list[str], expires_in: int | None = None) -> str:
+        """Another token of ``user`` through the demo's own service (it holds tokens!user=<user>)."""
+        body: dict[str, Any] = {"scopes": scopes, "note": "test token"}
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        response = httpx.post(
+            f"{self.hub_api}/users/{user}/tokens", headers=self.service_headers, json=body, timeout=30
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["token"])
 
     def _ready_file(self) -> dict[str, Any] | None:
         """demo.json once it is there and whole: the demo writes it in place, so a read may catch it

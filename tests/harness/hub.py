@@ -16,7 +16,8 @@ The session fixture ``jupyterhub`` (tests/fixtures/hub.py) yields one, started:
   accepts ``{"servers": {"": ...}}``; a named server has no record until it is spawned
 - ``mint_token(user, scopes=None, expires_in=None, note=None) -> (token, token_id)``
   through ``POST /users/{user}/tokens`` (the hub refuses scopes the *owner* does not hold:
-  a user holds ``access:servers!user=<self>`` and ``read:users!user=<self>``, not unfiltered ones)
+  a user holds ``access:servers!user=<self>``, ``read:users!user=<self>`` and the MCP custom scopes
+  ``custom:mcp:execute!user=<self>`` (``endpoint.USER_ROLE``), not unfiltered ones)
 - ``revoke_token(user, token_id)``, ``whoami(token) -> httpx.Response`` (``GET /user``),
   ``api(method, path, **kw) -> httpx.Response`` as the service
 - ``stop()`` / ``start()`` an outage and recovery on the same ports and database (tokens survive);
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from mcp_operator import endpoint
 
 from tests.harness.paths import NODE_BIN, VENV_BIN, free_port
 from tests.harness.processes import die_with_parent
@@ -68,11 +70,15 @@ c.JupyterHub.db_url = "sqlite:///{db}"
 c.JupyterHub.cookie_secret_file = {cookie!r}
 c.JupyterHub.pid_file = {pid!r}
 c.JupyterHub.cleanup_servers = False
+# The MCP custom scopes and the user role granting them on the user's own servers, exactly as the
+# README tells an admin to configure them (mcp_operator.endpoint).
+c.JupyterHub.custom_scopes = {custom_scopes!r}
 c.JupyterHub.services = [
     {{"name": {service!r}, "api_token": {token!r}}},
     {{"name": "alice-helper", "api_token": {helper_token!r}}},
 ]
 c.JupyterHub.load_roles = [
+    {user_role!r},
     {{
         "name": {service!r},
         "scopes": {service_scopes!r},
@@ -116,6 +122,8 @@ class RunningHub:
                 service_scopes=list(self.service_scopes),
                 token=self.service_token,
                 helper_token=self.helper_token,
+                custom_scopes=endpoint.CUSTOM_SCOPES,
+                user_role=endpoint.USER_ROLE,
             )
         )
         self.log_path = self.workdir / "jupyterhub.log"

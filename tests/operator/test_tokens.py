@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from mcp_operator import constants, tokens
 from mcp_operator.constants import ANN_INJECTED
+from mcp_operator.endpoint import mcp_scope
 from mcp_operator.hubclient import HubClient, HubRefused, HubUnavailable
 
 from tests.fixtures.tools import eventually, free_port
@@ -65,20 +66,22 @@ async def test_minted_token_reaches_only_its_server(
     token_hub: RunningHub, hub_client: HubClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("DEBUG")
-    scope = tokens.server_scope("alice", "")
+    server = tokens.UserServer("ns", "jupyter-alice", "pod-uid-1", "alice", "", "p1")
     note = tokens.token_note("p1", "pod-uid-1")
-    minted = await hub_client.mint("alice", scopes=[scope], expires_in=300, note=note)
+    minted = await hub_client.mint("alice", scopes=server.token_scopes("edit"), expires_in=300, note=note)
 
     me = token_hub.whoami(minted.value)
     assert me.status_code == 200 and me.json()["name"] == "alice"
     granted = set(me.json()["scopes"])
-    assert scope in granted
-    # narrow: no access to alice's other servers, nothing beyond reading her own name/groups
-    assert not any(s.startswith("access:servers") and s != scope for s in granted)
-    assert granted <= {scope, "read:users:name!user=alice", "read:users:groups!user=alice"}
+    # narrow: MCP on this one server only (edit implies read), no access:servers, nothing beyond
+    # reading her own name/groups
+    mcp = {"custom:mcp:edit!server=alice/", "custom:mcp:read!server=alice/"}
+    assert granted <= mcp | {"read:users:name!user=alice", "read:users:groups!user=alice"}
+    assert mcp <= granted
 
     listed = {t.id: t for t in await hub_client.list_tokens("alice")}
-    assert listed[minted.id].note == note and listed[minted.id].is_ours_for(scope)
+    assert listed[minted.id].note == note and listed[minted.id].is_ours_for("alice", "")
+    assert listed[minted.id].fits("alice", "", "edit") and not listed[minted.id].fits("alice", "", "execute")
     assert minted.expires_at is not None and listed[minted.id].expires_at == minted.expires_at
 
     assert await hub_client.revoke("alice", minted.id) is True
@@ -89,16 +92,38 @@ async def test_minted_token_reaches_only_its_server(
 
 @pytest.mark.hub
 async def test_named_server_scope_and_refusals(hub_client: HubClient) -> None:
-    named = await hub_client.mint("bob", scopes=[tokens.server_scope("bob", "lab")], expires_in=60, note="t")
-    assert tokens.server_scope("bob", "lab") in named.scopes
+    named = await hub_client.mint("bob", scopes=[mcp_scope("bob", "lab")], expires_in=60, note="t")
+    assert "custom:mcp:execute!server=bob/lab" in named.scopes
     await hub_client.revoke("bob", named.id)
     # the hub refuses scopes the owner does not hold: alice cannot get a token for bob's server
     with pytest.raises(HubRefused) as refused:
-        await hub_client.mint("alice", scopes=[tokens.server_scope("bob", "")], expires_in=60, note="t")
+        await hub_client.mint("alice", scopes=[mcp_scope("bob", "")], expires_in=60, note="t")
     assert refused.value.status == 400 and "not held by" in str(refused.value)
+    assert "custom_scopes" in str(refused.value)  # and says where the MCP scopes are configured
     with pytest.raises(HubRefused) as unknown:
         await hub_client.list_tokens("nobody-here")
     assert unknown.value.status == 404
+
+
+@pytest.mark.hub
+def test_hub_filters_custom_scopes_to_one_server(token_hub: RunningHub) -> None:
+    """A `!server=` filter on a custom scope is kept by the hub, and edit implies read on that
+    server only (subscopes inherit the filter); no access:servers comes with it."""
+    token, _ = token_hub.mint_token("alice", scopes=[mcp_scope("alice", "", "edit")])
+    scopes = set(token_hub.whoami(token).json()["scopes"])
+    assert {"custom:mcp:edit!server=alice/", "custom:mcp:read!server=alice/"} <= scopes
+    assert not any(s.startswith("custom:mcp:execute") for s in scopes)
+    assert not any(s.startswith("access:") for s in scopes), scopes
+
+
+@pytest.mark.hub
+def test_user_role_grants_mcp_scopes_on_own_servers_only(token_hub: RunningHub) -> None:
+    """`custom:mcp:execute!user` in the user role: alice may get a token for her own (named) server,
+    never for bob's."""
+    token, _ = token_hub.mint_token("alice", scopes=[mcp_scope("alice", "lab", "execute")])
+    assert "custom:mcp:execute!server=alice/lab" in token_hub.whoami(token).json()["scopes"]
+    refused = token_hub.api("POST", "/users/alice/tokens", json={"scopes": [mcp_scope("bob", "", "read")]})
+    assert refused.status_code == 400 and "not held by User alice" in refused.text, refused.text
 
 
 @pytest.mark.hub
@@ -289,7 +314,10 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(cluster: Tok
         seen_tokens.add(first["token"])
         me = cluster.hub.whoami(first["token"])
         assert me.status_code == 200 and me.json()["name"] == "alice"
-        assert "access:servers!server=alice/" in me.json()["scopes"]
+        assert set(tokens.MCP_TIERS) == {
+            t for t in tokens.MCP_TIERS if f"custom:mcp:{t}!server=alice/" in me.json()["scopes"]
+        }
+        assert not any(s.startswith("access:") for s in me.json()["scopes"]), me.json()["scopes"]
         assert first["url"] == f"{cluster.hub.public_url}/user/alice/mcp"
         remote = json.loads(first["mcp.json"])["mcpServers"]["jupyterhub"]
         assert remote["env"]["AUTH_HEADER"] == f"Bearer {first['token']}"
@@ -354,7 +382,7 @@ def test_operator_issues_rotates_revokes_and_rides_out_a_hub_outage(cluster: Tok
         operator.stop()
         alice_uid = core.read_namespaced_pod("jupyter-alice", ns).metadata.uid
         stray, _ = cluster.hub.mint_token(
-            "alice", ["access:servers!server=alice/"], 300, tokens.token_note("tokens", alice_uid)
+            "alice", [mcp_scope("alice", "")], 300, tokens.token_note("tokens", alice_uid)
         )
         seen_tokens.add(stray)
         assert cluster.hub.whoami(stray).status_code == 200
@@ -568,7 +596,7 @@ def test_full_operator_issues_and_the_webhook_mounts_the_secret(cluster: TokenCl
             "the operator to fill alice's Secret", lambda: secret_values(core, ns, "mcp-token-alice")
         )
         me = cluster.hub.whoami(values["token"])
-        assert me.status_code == 200 and "access:servers!server=alice/" in me.json()["scopes"]
+        assert me.status_code == 200 and "custom:mcp:execute!server=alice/" in me.json()["scopes"]
         assert values["url"] == f"{cluster.hub.public_url}/user/alice/mcp"
         assert values["token"] not in operator.text()
     finally:

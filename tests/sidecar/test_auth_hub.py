@@ -109,7 +109,18 @@ async def test_token_without_access_scope_is_forbidden(
     alice_sidecar: RunningSidecar, jupyterhub: RunningHub
 ) -> None:
     token, _ = jupyterhub.mint_token("alice", scopes=["read:users!user=alice"], note="read only")
-    assert_refused(await initialize(alice_sidecar, bearer(token)), 403, "needs the scope access:servers")
+    assert_refused(
+        await initialize(alice_sidecar, bearer(token)), 403, "needs the scope custom:mcp:read!server=alice/"
+    )
+
+
+async def test_mcp_token_of_another_server_is_forbidden(
+    alice_sidecar: RunningSidecar, alice_lab_sidecar: RunningSidecar, jupyterhub: RunningHub
+) -> None:
+    """An MCP scope is bound to its one server: alice's `lab` token does not open her default one."""
+    token, _ = jupyterhub.mint_token("alice", scopes=["custom:mcp:execute!server=alice/lab"], note="lab")
+    assert (await initialize(alice_lab_sidecar, bearer(token))).status_code == 200
+    assert_refused(await initialize(alice_sidecar, bearer(token)), 403, "custom:mcp:read!server=alice/")
 
 
 async def test_garbage_and_missing_tokens_are_401(alice_sidecar: RunningSidecar) -> None:

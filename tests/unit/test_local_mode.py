@@ -22,6 +22,7 @@ from mcp_local.plan import (
 from mcp_local.processes import PortInUse, check_port_free
 from mcp_local.routes import route_path
 from mcp_local.sidecar_env import demo_policy, local_sidecar_environment
+from mcp_operator import endpoint as endpoint_module
 from mcp_operator.injection import sidecar_environment
 from mcp_operator.policy import Policy
 from mcp_sidecar.config import Settings
@@ -104,7 +105,10 @@ def test_options_refuse_clashing_ports(tmp_path: Path) -> None:
 def test_hub_config_grants_the_service_only_the_demo_users(tmp_path: Path) -> None:
     options = DemoOptions(users=["alice", "bob"], state_dir=tmp_path, port=9000)
     config = hub_config(options, service_token="s", password="p", chp_command=["chp"], singleuser_cmd=["su"])
-    (role,) = config["JupyterHub"]["load_roles"]
+    user_role, role = config["JupyterHub"]["load_roles"]
+    # the MCP scopes exist and every user holds them on their own servers (what the README says)
+    assert user_role == endpoint_module.USER_ROLE and "custom:mcp:execute!user" in user_role["scopes"]
+    assert config["JupyterHub"]["custom_scopes"] == endpoint_module.CUSTOM_SCOPES
     assert sorted(role["scopes"]) == sorted(
         ["servers!user=alice", "tokens!user=alice", "servers!user=bob", "tokens!user=bob"]
     )
@@ -123,7 +127,9 @@ def test_what_a_user_is_handed(tmp_path: Path) -> None:
     options = DemoOptions(users=["a.b@x.org"], state_dir=tmp_path, port=9000)
     url = endpoint_url(options, "a.b@x.org")
     assert url == "http://127.0.0.1:9000/user/a.b@x.org/mcp"
-    assert token_scopes("alice") == ["access:servers!server=alice/"]
+    # only the MCP scope of the policy's mode: it does not open the Jupyter server itself
+    assert token_scopes("alice") == ["custom:mcp:execute!server=alice/"]
+    assert token_scopes("alice", "lab", demo_policy("read-only")) == ["custom:mcp:read!server=alice/lab"]
     endpoint = Endpoint(user="alice", url=url, token="t0k")
     assert "t0k" not in repr(endpoint)
     handed = endpoint.mcp_json()

@@ -12,27 +12,30 @@ from kubernetes.client.exceptions import ApiException
 from mcp_operator import tokens as t
 from mcp_operator.backoff import backoff_delay
 from mcp_operator.constants import ANN_INJECTED
-from mcp_operator.endpoint import server_scope
+from mcp_operator.endpoint import mcp_scope, server_scope
 from mcp_operator.names import label_value
 from mcp_operator.policy import Policy, PolicyError
 from mcp_operator.token_workers import TokenReconciler, user_server
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-SCOPE = server_scope("alice", "")
+SCOPE = mcp_scope("alice", "", "execute")
+SERVER = ("alice", "")
+# What the hub lists for an execute token: every tier it implies.
+EXECUTE = frozenset(mcp_scope("alice", "", tier) for tier in ("read", "edit", "execute"))
 POD_UID = "0b7c5c0e-1111-4a4a-9999-123456789abc"
 
 
 def hub_token(
     token_id: str,
     *,
-    scope: str = SCOPE,
+    scope: str | frozenset[str] = EXECUTE,
     pod_uid: str = POD_UID,
     note: str | None = None,
     expires_in: int = 3600,
 ) -> t.HubToken:
     return t.HubToken(
         id=token_id,
-        scopes=frozenset({scope}),
+        scopes=frozenset({scope}) if isinstance(scope, str) else scope,
         note=note if note is not None else t.token_note("default", pod_uid),
         expires_at=NOW + timedelta(seconds=expires_in),
     )
@@ -58,8 +61,11 @@ def test_hub_model_parsing() -> None:
     }
     listed = t.HubToken.from_model(model)
     assert listed.expires_at == datetime(2026, 1, 1, 13, 0, 0, 123456, tzinfo=UTC)
-    assert listed.is_ours_for(SCOPE)
-    assert not listed.is_ours_for(server_scope("alice", "other"))
+    assert listed.is_ours_for("alice", "")
+    assert not listed.is_ours_for("alice", "other") and not listed.is_ours_for("alice2", "")
+    # tokens minted before MCP scopes are still recognised as ours (and so replaced, then revoked)
+    legacy = t.HubToken.from_model({**model, "scopes": [server_scope("alice", "")]})
+    assert legacy.is_ours_for("alice", "") and not legacy.fits("alice", "", "execute")
     minted = t.MintedToken.from_model(model)
     assert minted.value == "secret-value"
     assert "secret-value" not in repr(minted)
@@ -95,7 +101,7 @@ def test_rotation_boundary() -> None:
 
 
 def test_plan_first_mint() -> None:
-    plan = t.plan_tokens(NOW, None, [], SCOPE, 600)
+    plan = t.plan_tokens(NOW, None, [], SERVER, "execute", 600)
     assert plan.mint and plan.revoke == ()
 
 
@@ -105,26 +111,42 @@ def test_plan_keeps_a_fresh_token_and_revokes_strays() -> None:
         hub_token("a1"),
         hub_token("a2"),  # minted, then the operator died before writing the Secret
         hub_token("a3", pod_uid="earlier-pod-uid"),  # an earlier pod of the same server
-        hub_token("a4", scope=server_scope("alice", "lab")),  # another server: not ours to touch
+        hub_token("a4", scope=mcp_scope("alice", "lab")),  # another server: not ours to touch
         hub_token("a5", note="Requested via api"),  # the user's own token
     ]
-    plan = t.plan_tokens(NOW, live, listed, SCOPE, 600)
+    plan = t.plan_tokens(NOW, live, listed, SERVER, "execute", 600)
     assert not plan.mint
     assert plan.revoke == ("a2", "a3")
 
 
 def test_plan_rotates_inside_the_window_and_revokes_the_old_after() -> None:
     live = t.LiveToken("a1", NOW + timedelta(seconds=300))
-    plan = t.plan_tokens(NOW, live, [hub_token("a1", expires_in=300)], SCOPE, 600)
+    plan = t.plan_tokens(NOW, live, [hub_token("a1", expires_in=300)], SERVER, "execute", 600)
     assert plan.mint and plan.revoke == ("a1",)
     assert "rotating" in plan.reason
 
 
 def test_plan_remints_when_the_hub_forgot_the_token() -> None:
     live = t.LiveToken("a1", NOW + timedelta(seconds=3600))
-    plan = t.plan_tokens(NOW, live, [], SCOPE, 600)
+    plan = t.plan_tokens(NOW, live, [], SERVER, "execute", 600)
     assert plan.mint and plan.revoke == ()
     assert "no longer known" in plan.reason
+
+
+@pytest.mark.parametrize(
+    ("held", "tier"),
+    [
+        (frozenset({server_scope("alice", "")}), "execute"),  # minted before MCP scopes
+        (EXECUTE, "edit"),  # the policy's mode went down to edit
+        (frozenset({mcp_scope("alice", "", "read")}), "execute"),  # and back up
+        (EXECUTE | {server_scope("alice", "")}, "execute"),  # MCP, but also the whole server
+    ],
+)
+def test_plan_replaces_a_token_that_does_not_carry_exactly_the_tier(held: frozenset[str], tier: str) -> None:
+    live = t.LiveToken("a1", NOW + timedelta(seconds=3600))
+    plan = t.plan_tokens(NOW, live, [hub_token("a1", scope=held)], SERVER, tier, 600)
+    assert plan.mint and plan.revoke == ("a1",)
+    assert f"custom:mcp:{tier}!server=alice/" in plan.reason
 
 
 def test_live_token_only_from_this_pods_secret() -> None:
@@ -215,7 +237,7 @@ def test_user_server_from_pod() -> None:
     assert server == t.UserServer(
         "hub", "jupyter-a-2eb", POD_UID, "a.b", "lab", "team-a", "/user/a.b/lab/mcp", ""
     )
-    assert server.scope == "access:servers!server=a.b/lab"
+    assert server.token_scopes("read") == ["custom:mcp:read!server=a.b/lab"]
     assert user_server({"metadata": {"name": "x", "namespace": "hub", "uid": "u"}}) is None
     not_injected = {"metadata": {**pod["metadata"], "annotations": {"hub.jupyter.org/username": "a.b"}}}
     assert user_server(not_injected) is None

@@ -84,3 +84,15 @@ def test_warnings_name_unknown_tools_and_allows_the_mode_overrides() -> None:
 def test_bad_mode_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown mode 'readonly'"):
         ToolPolicy("readonly")
+
+
+def test_token_tier_caps_below_the_mode_and_never_lifts_it() -> None:
+    execute = ToolPolicy("execute")
+    assert execute.refusal("read_notebook", "read") is None
+    refused = execute.refusal("insert_cell", "read") or ""
+    assert "custom:mcp:read" in refused and "ask for a token with custom:mcp:edit" in refused
+    assert "custom:mcp:execute" in (execute.refusal("execute_code", "edit") or "")
+    assert execute.refusal("execute_code", "execute") is None
+    assert execute.refusal("execute_code", None) is None  # access:servers: no cap from the token
+    # the mode stays the ceiling: an execute token in read-only mode still reads only
+    assert "read-only mode" in (ToolPolicy("read-only").refusal("execute_code", "execute") or "")
