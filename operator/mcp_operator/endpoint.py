@@ -102,6 +102,13 @@ USER_ROLE: dict[str, Any] = {
 }
 
 
+def z2jh_hub_values() -> dict[str, Any]:
+    """The same in Zero to JupyterHub values (what the README shows): `hub.config` passes the trait
+    through, `hub.loadRoles.user` replaces the default user role (its key becomes the name)."""
+    role = {k: v for k, v in USER_ROLE.items() if k != "name"}
+    return {"hub": {"config": {"JupyterHub": {"custom_scopes": CUSTOM_SCOPES}}, "loadRoles": {"user": role}}}
+
+
 def mcp_scope(user: str, server_name: str = "", tier: str = "execute") -> str:
     """The MCP scope of one tier on one server: `custom:mcp:edit!server=alice/` (default server)."""
     if tier not in MCP_TIERS:

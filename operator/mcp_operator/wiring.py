@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,10 +75,11 @@ class ChildWiring:
         # every status change of a pod. Empty after a restart, so everything is checked once.
         self.wired: dict[str, tuple[str, int]] = {}
         self.wired_at: dict[str, float] = {}  # pod uid -> monotonic time its children were applied
-        self._in_flight: dict[str, asyncio.Future[bool]] = {}  # pod uid -> the wiring under way
+        # pod uid -> the wiring under way, with the (policy, generation) it applies
+        self._in_flight: dict[str, tuple[tuple[str, int], asyncio.Future[bool]]] = {}
         self._status_pending: set[tuple[str, str]] = set()
         self._status_writing: set[tuple[str, str]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -90,31 +91,48 @@ class ChildWiring:
 
     # --- pods --------------------------------------------------------------------------------------
 
-    async def wire_pod(
-        self, pod: Mapping[str, Any], *, policy: Policy | None = None, again: bool = False
-    ) -> bool:
-        """Apply the children of one injected pod under its policy's current generation. True when
-        the children are in place. `again`: apply even if this process wired it already (the
-        periodic pass found them drifted or missing)."""
+    def _policy_of(self, pod: Mapping[str, Any]) -> Policy | None:
+        """The policy an injected pod is wired under; None when it is not ours to wire (no webhook
+        marker, going away, no hub user to route) or its policy is gone (the pass removes the
+        children)."""
         meta = pod["metadata"]
         marker = injected_policy(pod)
         if marker is None or meta.get("deletionTimestamp") or PodIdentity.of(pod) is None:
-            return False  # not ours to wire: no webhook marker, going away, or no hub user to route
-        policy = policy or self.index.get(meta["namespace"], marker[0])
+            return None
+        return self.index.get(meta["namespace"], marker[0])
+
+    async def wire_pod(
+        self,
+        pod: Mapping[str, Any],
+        *,
+        policy: Policy | None = None,
+        again: bool = False,
+        route: bool = True,
+    ) -> bool:
+        """Apply the children of one injected pod under its policy's current generation. True when
+        the children are in place. `again`: apply even if this process wired it already (the
+        periodic pass found them drifted or missing). `route`: then the proxy route too (False
+        when the caller routed already, from a newer view of the pod than this one)."""
+        policy = policy or self._policy_of(pod)
         if policy is None:
-            return False  # a deleted (or broken) policy: the periodic pass removes the children
+            return False
+        meta = pod["metadata"]
         key = (policy.name, policy.generation)
         if not again and self.wired.get(meta["uid"]) == key:
-            await self.route(pod, policy)  # the pod may have got its IP since
+            if route:
+                await self.route(pod, policy)  # the pod may have got its IP since
             return True
-        running = self._in_flight.get(meta["uid"])
-        if running is not None:
-            # The pod's event and the periodic pass can ask at once: one wiring, both wait for it.
-            return await asyncio.shield(running)
+        while (running := self._in_flight.get(meta["uid"])) is not None:
+            running_key, running_wiring = running
+            if running_key == key:
+                # The pod's event and the periodic pass can ask at once: one wiring, both wait for it.
+                return await asyncio.shield(running_wiring)
+            # One under an older generation (the policy changed meanwhile): after it, this one.
+            await asyncio.wait([running_wiring])
         future = asyncio.get_running_loop().create_future()
-        self._in_flight[meta["uid"]] = future
+        self._in_flight[meta["uid"]] = (key, future)
         try:
-            wired = await self._apply_children(pod, policy, key)
+            wired = await self._apply_children(pod, policy, key, route=route)
         except BaseException as e:
             future.set_exception(e)
             future.exception()  # retrieved: a failure nobody else waited for is not "never retrieved"
@@ -125,7 +143,9 @@ class ChildWiring:
         finally:
             del self._in_flight[meta["uid"]]
 
-    async def _apply_children(self, pod: Mapping[str, Any], policy: Policy, key: tuple[str, int]) -> bool:
+    async def _apply_children(
+        self, pod: Mapping[str, Any], policy: Policy, key: tuple[str, int], *, route: bool
+    ) -> bool:
         meta = pod["metadata"]
         first = meta["uid"] not in self.wired
         children = build_children(pod, policy, self.ingress_selector, self.extra_peers)
@@ -157,7 +177,8 @@ class ChildWiring:
             CHILDREN_APPLIED.labels(kind=child["kind"]).inc()
         self.wired[meta["uid"]] = key
         self.wired_at[meta["uid"]] = time.monotonic()
-        await self.route(pod, policy)
+        if route:
+            await self.route(pod, policy)
         if first:
             kinds = "/".join(c["kind"] for c in children)
             self.events.info(
@@ -212,9 +233,19 @@ class ChildWiring:
                     )
             self.request_status(meta["namespace"], policy.name)
 
-        task = asyncio.get_running_loop().create_task(check())
+        self._background(check())
+
+    def _background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` beside the caller; kept until done (cancelled on close), a failure logged."""
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def done(task: asyncio.Task[Any]) -> None:
+            self._tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("operator task failed", exc_info=task.exception())
+
+        task.add_done_callback(done)
 
     def pod_gone(self, pod: Mapping[str, Any]) -> None:
         meta = pod["metadata"]
@@ -231,7 +262,19 @@ class ChildWiring:
             if self.router is not None:
                 await self.router.remove(pod)
         else:
-            await self.wire_pod(pod)
+            await self.pod_seen(pod)
+
+    async def pod_seen(self, pod: Mapping[str, Any]) -> None:
+        """A pod's event: its route now, its children beside it. kopf hands one object's events
+        over one at a time, so awaiting the children here (a burst of spawns queues hundreds at the
+        API server) held the event that brings the pod's IP, and its route, for seconds."""
+        policy = self._policy_of(pod)
+        if policy is None:
+            return
+        await self.route(pod, policy)
+        uid = pod["metadata"]["uid"]
+        if self.wired.get(uid) != (policy.name, policy.generation) and uid not in self._in_flight:
+            self._background(self.wire_pod(pod, policy=policy, route=False))
 
     # --- policies ----------------------------------------------------------------------------------
 
@@ -295,9 +338,7 @@ class ChildWiring:
             finally:
                 self._status_writing.discard(key)
 
-        task = asyncio.get_running_loop().create_task(later())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background(later())
 
     async def write_status(self, namespace: str, name: str, *, invalid: str | None = None) -> None:
         """Server-side apply of our part of the status: the counts and the Ready condition."""

@@ -385,6 +385,22 @@ def test_schema_rejects_bad_values(helm_bin, args, complaint):
     assert complaint in result.stderr, result.stderr
 
 
+def test_notes_show_the_mcp_scopes_as_the_product_defines_them(helm_bin):
+    import textwrap
+
+    from mcp_operator import endpoint
+
+    result = run_helm(
+        helm_bin, "install", "jupyterhub-mcp", str(CHART), "--namespace", "jhub", "--dry-run=client"
+    )
+    notes = result.stdout.split("NOTES:", 1)[1]
+    start = notes.index("     hub:\n")
+    values = yaml.safe_load(textwrap.dedent(notes[start : notes.index("\n\n", start)]))
+    wanted = endpoint.z2jh_hub_values()["hub"]
+    assert values["hub"]["config"] == wanted["config"]
+    assert values["hub"]["loadRoles"]["user"]["scopes"] == wanted["loadRoles"]["user"]["scopes"]
+
+
 def test_notes_tell_the_admin_the_two_steps(helm_bin):
     result = run_helm(
         helm_bin, "install", "jupyterhub-mcp", str(CHART), "--namespace", "jhub", "--dry-run=client"

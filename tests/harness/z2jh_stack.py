@@ -1,9 +1,10 @@
 """This project on a real Zero to JupyterHub (the z2jh tier): ``running_stack`` / ``McpStack``.
 
 ``running_stack`` installs a Z2JH release (tests/harness/z2jh.py) with the values a Z2JH admin adds
-for this project (the hub service ``jupyterhub-mcp`` with the ``tokens`` scope; the chart makes its
-token) plus what the node agent needs (no iptables init container, no PVC), merged with the
-caller's; installs the real CRD and an MCPPolicy; starts the real operator
+for this project (the hub service ``jupyterhub-mcp`` with the ``tokens`` scope, the chart making its
+token; the MCP custom scopes and the user role granting them, ``endpoint.z2jh_hub_values``)
+plus what the node agent needs (no iptables init container, no PVC), merged with the caller's;
+installs the real CRD and an MCPPolicy; starts the real operator
 (``OperatorProcess``) with the hub service's token and ``--hub-api-url`` / ``--hub-public-url`` /
 ``--proxy-api-url`` at the hub's and CHP's host addresses (there is no cluster DNS for it on the
 host); and registers the webhook (failurePolicy ``Ignore``, the chart's default). On the way out
@@ -27,6 +28,7 @@ from typing import Any
 
 import httpx
 from kubernetes import client
+from mcp_operator import endpoint
 from mcp_operator.constants import GROUP, PLURAL, VERSION
 from mcp_operator.names import safe_slug, token_secret_name
 
@@ -52,7 +54,8 @@ def stack_values(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         # mounts no PersistentVolumeClaims.
         "singleuser": {"cloudMetadata": {"blockWithIptables": False}, "storage": {"type": "none"}},
     }
-    return deep_merge(base, extra or {})
+    # The MCP custom scopes and the user role granting them, as the README tells the admin.
+    return deep_merge(deep_merge(base, endpoint.z2jh_hub_values()), extra or {})
 
 
 class McpStack:

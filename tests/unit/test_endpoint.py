@@ -104,3 +104,21 @@ def test_client_configs() -> None:
     # a hub without TLS: mcp-remote refuses http:// off localhost unless told
     plain = e.mcp_remote_config("http://hub.internal/user/alice/mcp", "tok", "")["mcpServers"]["jupyterhub"]
     assert plain["args"][-1] == "--allow-http"
+
+
+def test_mcp_scopes_and_the_readme_agree() -> None:
+    """The README's Z2JH values for the MCP scopes are the ones the harness and local mode use."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "custom_scopes" in b)
+    assert yaml.safe_load(block) == e.z2jh_hub_values()
+    assert e.token_scopes("alice", "", "read-only") == ["custom:mcp:read!server=alice/"]
+    assert e.token_scopes("alice", "lab", "execute") == ["custom:mcp:execute!server=alice/lab"]
+    assert e.is_mcp_scope_of("custom:mcp:edit!server=alice/", "alice")
+    assert not e.is_mcp_scope_of("custom:mcp:edit!server=alice/", "alice", "lab")
+    with pytest.raises(ValueError, match="unknown MCP tier"):
+        e.mcp_scope("alice", "", "admin")
