@@ -102,6 +102,10 @@ class DemoOptions:
         return self.state_dir / user
 
 
+# The hub's default for the server's token (the `server` role), plus read:tokens on its own user.
+SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", "read:tokens!user"]
+
+
 def service_scopes(users: list[str]) -> list[str]:
     """The demo service may start/stop these users' servers and mint their tokens; nothing else."""
     scopes: list[str] = []
@@ -169,6 +173,9 @@ def hub_config(
             # 8 s it is killed (its kernels notice their parent is gone and exit on their own).
             "interrupt_timeout": 0,
             "term_timeout": 8,
+            # The server's token (the sidecar's own) may also read the user's token models, so the
+            # sidecar caches an admitted answer no longer than the token lives (its expires_at).
+            "server_token_scopes": SERVER_TOKEN_SCOPES,
         },
         "MCPLocalSpawner": {
             "home_dir_template": str(state / "{username}" / "home"),

@@ -4,7 +4,8 @@ Hub mode (JUPYTERHUB_API_URL set): the token (``Authorization: Bearer X`` or ``t
 ``?token=X`` only with JUPYTERHUB_ALLOW_TOKEN_IN_URL=1) is shown to ``GET {hub}/user``, and the
 scopes the hub answers with must reach *this* server (``scopes.check_access``: a custom:mcp scope,
 which also caps the tool tier, or access:servers unless MCP_ACCEPT_SERVER_ACCESS is false).
-Answers, admitted or refused, are cached by sha256(token) for MCP_AUTH_CACHE_TTL seconds, and
+Answers, admitted or refused, are cached by sha256(token) for MCP_AUTH_CACHE_TTL seconds (an
+admitted one never past the token's expires_at, when the sidecar's own token may read it), and
 concurrent requests with one token share a single hub request. The hub being down is a 503, never
 cached, never an open door. Static mode (MCP_TOKEN): one shared secret, compared in constant time.
 
@@ -24,7 +25,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, quote, urlencode
 
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,6 +71,25 @@ class Verdict:
     identity: Identity | None = None
 
 
+def cache_lifetime(ttl: float, expires_at: datetime | None, now: datetime) -> float:
+    """Pure: how long an admitted answer may be cached: the TTL, never past the token's expiry
+    (an expired token must not ride on a cached yes)."""
+    if expires_at is None:
+        return ttl
+    return max(0.0, min(ttl, (expires_at - now).total_seconds()))
+
+
+def parse_expiry(value: object) -> datetime | None:
+    """The hub's ``expires_at`` (ISO 8601, trailing Z; null: never expires)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 class HubUnavailable(Exception):
     """The hub could not answer (down, slow, 5xx): the caller gets 503; nothing is cached."""
 
@@ -89,7 +110,12 @@ class HubTokenChecker:
         self.server_name = settings.server_name
         self.ttl = settings.auth_cache_ttl
         self.accept_server_access = settings.accept_server_access
+        self.api_url = settings.hub_api_url
+        # The sidecar's own hub token: reads an admitted token's expiry when it holds
+        # read:tokens on the user (without it, answers are cached for the TTL alone).
+        self.own_token = settings.hub_api_token
         self._clock = clock
+        self._wall: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._cache: dict[str, tuple[float, Verdict]] = {}
@@ -111,14 +137,38 @@ class HubTokenChecker:
 
     async def _ask_hub(self, key: str, token: str) -> Verdict:
         try:
-            verdict = self.judge(await self._whoami(token))
+            model = await self._whoami(token)
+            verdict = self.judge(model)
         except HubUnavailable as exc:
             return Verdict(
                 503, f"cannot check the token right now: {exc}; try again shortly", "hub_unavailable"
             )
-        self._cache[key] = (self._clock() + self.ttl, verdict)
-        self._purge()
+        lifetime = self.ttl
+        if verdict.identity is not None and model is not None:
+            expires_at = await self._expiry(str(model.get("name") or ""), model.get("token_id"))
+            lifetime = cache_lifetime(self.ttl, expires_at, self._wall())
+        if lifetime > 0:
+            self._cache[key] = (self._clock() + lifetime, verdict)
+            self._purge()
         return verdict
+
+    async def _expiry(self, user: str, token_id: object) -> datetime | None:
+        """The admitted token's expiry, read with the sidecar's own token; None when unknown (no
+        own token, no read:tokens, hub trouble: the TTL alone then bounds the cache)."""
+        if not self.own_token or not user or not isinstance(token_id, str) or self._client is None:
+            return None
+        url = f"{self.api_url}/users/{quote(user, safe='')}/tokens/{quote(token_id, safe='')}"
+        metrics.record_hub_auth_request()
+        try:
+            response = await self._client.get(url, headers={"Authorization": f"token {self.own_token}"})
+        except httpx.HTTPError:
+            return None
+        if not response.is_success:
+            return None
+        try:
+            return parse_expiry(response.json().get("expires_at"))
+        except (ValueError, AttributeError):
+            return None
 
     async def _whoami(self, token: str) -> dict | None:
         """The hub's model of the token's owner, or None when the hub does not know the token."""

@@ -111,3 +111,17 @@ async def test_a_flood_of_distinct_garbage_tokens_keeps_the_cache_bounded(
     assert (await hub.check("garbage-499")).status == 401
     assert len(seen) == before
     await hub.aclose()
+
+
+def test_cache_lifetime_never_outlives_the_token() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from mcp_sidecar.auth import cache_lifetime, parse_expiry
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert cache_lifetime(30.0, None, now) == 30.0  # never expires (or unknown): the TTL
+    assert cache_lifetime(30.0, now + timedelta(seconds=5), now) == 5.0
+    assert cache_lifetime(30.0, now + timedelta(hours=1), now) == 30.0
+    assert cache_lifetime(30.0, now - timedelta(seconds=1), now) == 0.0  # not cached at all
+    assert parse_expiry("2026-01-01T00:00:05.123456Z") == now + timedelta(seconds=5.123456)
+    assert parse_expiry(None) is None and parse_expiry("garbage") is None
