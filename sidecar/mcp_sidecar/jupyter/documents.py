@@ -31,7 +31,7 @@ from websockets.asyncio.client import ClientConnection
 
 from .cells import Cells, ListCells, Snapshot, YCells, give_cells_ids
 from .errors import JupyterError
-from .paths import require_notebook
+from .paths import api_url, require_notebook
 from .server import JupyterServer
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,10 @@ class Notebooks:
     async def _connect(self, path: str) -> Room:
         await self._check_notebook(path)  # the file id manager indexes any path, even a missing one
         file_id, session_id = await self.server.collaboration_session(path)
-        url = self.server.ws_url(f"api/collaboration/room/json:notebook:{file_id}?sessionId={session_id}")
+        room_url = api_url(
+            "collaboration", "room", f"json:notebook:{file_id}", query={"sessionId": session_id}
+        )
+        url = self.server.ws_url(room_url)
         try:
             ws = await websockets.connect(
                 url, additional_headers=self.server.auth_headers, max_size=None, open_timeout=SYNC_TIMEOUT

@@ -25,6 +25,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from .errors import JupyterError
+from .paths import kernel_url, require_kernel_id
 from .server import JupyterServer
 from .transitions import ExecutionState, Status, Step, kernel_death, parent_id
 
@@ -138,7 +139,7 @@ class KernelConnection:
         self._running: dict[str, Execution] = {}
 
     async def open(self) -> None:
-        url = self.server.ws_url(f"api/kernels/{self.kernel_id}/channels?session_id={self.session}")
+        url = self.server.ws_url(kernel_url(self.kernel_id, "channels", query={"session_id": self.session}))
         try:
             self._ws = await websockets.connect(
                 url, additional_headers=self.server.auth_headers, max_size=None, open_timeout=30
@@ -330,6 +331,7 @@ class Kernels:
         return next((s for s in await self.server.list_sessions() if _session_path(s) == path), None)
 
     async def connection(self, kernel_id: str) -> KernelConnection:
+        require_kernel_id(kernel_id)  # before a lock is kept for it: garbage ids must not pile up
         connection = self._connections.get(kernel_id)
         if connection is not None and not connection.lost:
             return connection

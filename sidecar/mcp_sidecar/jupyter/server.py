@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from .errors import JupyterError
-from .paths import api_path
+from .paths import api_url, kernel_url
 
 
 class JupyterServer:
@@ -53,7 +53,7 @@ class JupyterServer:
     async def ready(self, timeout: float) -> tuple[bool, str]:  # noqa: ASYNC109
         """Whether the server answers an authenticated API call within ``timeout`` seconds."""
         try:
-            response = await self.http.get("api/status", timeout=timeout)
+            response = await self.http.get(api_url("status"), timeout=timeout)
         except httpx.HTTPError as exc:
             return False, f"Jupyter server unreachable: {type(exc).__name__}"
         if response.status_code != 200:
@@ -67,7 +67,7 @@ class JupyterServer:
     ) -> dict[str, Any]:
         response = await self.request(
             "GET",
-            f"api/contents/{api_path(path)}",
+            api_url("contents", path=path),
             params={"content": "1" if content else "0"},
             what=what or f"reading {path!r}",
         )
@@ -78,14 +78,14 @@ class JupyterServer:
 
     async def save_contents(self, path: str, model: dict[str, Any]) -> dict[str, Any]:
         response = await self.request(
-            "PUT", f"api/contents/{api_path(path)}", json=model, what=f"saving {path!r}"
+            "PUT", api_url("contents", path=path), json=model, what=f"saving {path!r}"
         )
         _raise_for(response, f"saving {path!r}")
         return response.json()
 
     async def exists(self, path: str) -> bool:
         response = await self.request(
-            "GET", f"api/contents/{api_path(path)}", params={"content": "0"}, what=f"checking {path!r}"
+            "GET", api_url("contents", path=path), params={"content": "0"}, what=f"checking {path!r}"
         )
         return response.status_code == 200
 
@@ -96,7 +96,7 @@ class JupyterServer:
         if self._collaboration is None:
             response = await self.request(
                 "PUT",
-                "api/collaboration/session/.mcp-probe",
+                api_url("collaboration", "session", ".mcp-probe"),
                 json={"format": "json", "type": "notebook"},
                 what="probing for jupyter-collaboration",
             )
@@ -112,7 +112,7 @@ class JupyterServer:
         """(fileId, sessionId) of the collaboration room of ``path``."""
         response = await self.request(
             "PUT",
-            f"api/collaboration/session/{api_path(path)}",
+            api_url("collaboration", "session", path=path),
             json={"format": "json", "type": "notebook"},
             what=f"opening the collaboration room of {path!r}",
         )
@@ -125,7 +125,7 @@ class JupyterServer:
     # -- sessions and kernels ------------------------------------------------------------------
 
     async def list_sessions(self) -> list[dict[str, Any]]:
-        response = await self.request("GET", "api/sessions", what="listing sessions")
+        response = await self.request("GET", api_url("sessions"), what="listing sessions")
         _raise_for(response, "listing sessions")
         return response.json()
 
@@ -134,7 +134,7 @@ class JupyterServer:
         body["kernel"] = {"name": kernel_name} if kernel_name else {}
         # jupyter_server answers 501 for a kernel name it has no kernelspec for.
         response = await self.request(
-            "POST", "api/sessions", json=body, what=f"starting a kernel for {path!r}", passthrough=(501,)
+            "POST", api_url("sessions"), json=body, what=f"starting a kernel for {path!r}", passthrough=(501,)
         )
         if response.status_code == 501:
             specs = await self.kernelspecs()
@@ -147,20 +147,18 @@ class JupyterServer:
 
     async def kernelspecs(self) -> dict[str, dict[str, Any]]:
         """Installed kernelspecs by name (each the ``spec`` of ``GET /api/kernelspecs``)."""
-        response = await self.request("GET", "api/kernelspecs", what="listing kernelspecs")
+        response = await self.request("GET", api_url("kernelspecs"), what="listing kernelspecs")
         _raise_for(response, "listing kernelspecs")
         found = response.json().get("kernelspecs") or {}
         return {name: (entry.get("spec") or {}) for name, entry in found.items()}
 
     async def list_kernels(self) -> list[dict[str, Any]]:
-        response = await self.request("GET", "api/kernels", what="listing kernels")
+        response = await self.request("GET", api_url("kernels"), what="listing kernels")
         _raise_for(response, "listing kernels")
         return response.json()
 
     async def get_kernel(self, kernel_id: str) -> dict[str, Any] | None:
-        response = await self.request(
-            "GET", f"api/kernels/{kernel_id}", what=f"looking up kernel {kernel_id}"
-        )
+        response = await self.request("GET", kernel_url(kernel_id), what=f"looking up kernel {kernel_id}")
         if response.status_code == 404:
             return None
         _raise_for(response, f"looking up kernel {kernel_id}")
@@ -168,7 +166,7 @@ class JupyterServer:
 
     async def interrupt_kernel(self, kernel_id: str) -> None:
         response = await self.request(
-            "POST", f"api/kernels/{kernel_id}/interrupt", what=f"interrupting kernel {kernel_id}"
+            "POST", kernel_url(kernel_id, "interrupt"), what=f"interrupting kernel {kernel_id}"
         )
         if response.status_code == 404:
             raise JupyterError(f"kernel {kernel_id} does not exist (it was shut down or culled)")
@@ -176,7 +174,7 @@ class JupyterServer:
 
     async def restart_kernel(self, kernel_id: str) -> dict[str, Any]:
         response = await self.request(
-            "POST", f"api/kernels/{kernel_id}/restart", what=f"restarting kernel {kernel_id}", timeout=120
+            "POST", kernel_url(kernel_id, "restart"), what=f"restarting kernel {kernel_id}", timeout=120
         )
         if response.status_code == 404:
             raise JupyterError(f"kernel {kernel_id} does not exist (it was shut down or culled)")
