@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 ProxyVerb = Literal["list", "add", "delete"]
 PROXY_WRITE_VERBS: frozenset[ProxyVerb] = frozenset({"add", "delete"})
 ROUTES_PATH = "/api/routes"
+# Requests to one CHP at a time. A pass that re-adds 1000 routes (after a CHP restart) sent them
+# all at once: most waited for one of httpx's 100 connections longer than the timeout and failed,
+# so each pass added only a few hundred. Queued here, only the request itself is timed.
+CONCURRENT_REQUESTS = 16
 
 
 class ProxyError(Exception):
@@ -70,7 +74,14 @@ class ProxyClient:
         self._secret_name, self._secret_key = secret_name, secret_key
         self._token: str | None = token
         self._counter = counter
-        self._http = httpx.AsyncClient(base_url=self.api_url, timeout=timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self.api_url,
+            timeout=timeout,
+            limits=httpx.Limits(
+                max_connections=CONCURRENT_REQUESTS, max_keepalive_connections=CONCURRENT_REQUESTS
+            ),
+        )
+        self._slots = asyncio.Semaphore(CONCURRENT_REQUESTS)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -94,9 +105,10 @@ class ProxyClient:
             self._counter[verb] += 1
             PROXY_REQUESTS.labels(verb=verb).inc()
             try:
-                response = await self._http.request(
-                    method, path, json=body, headers={"Authorization": f"token {self._token}"}
-                )
+                async with self._slots:
+                    response = await self._http.request(
+                        method, path, json=body, headers={"Authorization": f"token {self._token}"}
+                    )
             except httpx.TransportError as e:
                 raise ProxyError(
                     f"configurable-http-proxy at {self.api_url} unreachable: {type(e).__name__} {e}"
