@@ -12,7 +12,7 @@ import pytest
 from tests.harness.jupyter import RunningSidecar
 from tests.harness.mcp import MCP_HEADERS, call
 from tests.harness.notebooks import unique
-from tests.security.conftest import RawSession, audit_lines, result_text, sse_result
+from tests.harness.raw_mcp import RawSession, audit_lines, result_text, sse_result
 
 pytestmark = pytest.mark.timeout(120)
 
