@@ -10,7 +10,6 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from tests.harness.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
 from tests.harness.mcp import call, fails, held_client, mcp_client, text
 from tests.harness.notebooks import saved_notebook, sources, unique, write_notebook
+from tests.harness.raw_mcp import audit_lines, metric
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,18 +31,6 @@ async def sidecar(
     audit = tmp_path_factory.mktemp("tools-audit") / "audit.jsonl"
     async with sidecar_in_process(jupyter, MCP_OUTPUT_MAX_CHARS="2000", MCP_AUDIT_LOG=str(audit)) as running:
         yield running
-
-
-def audit_lines(sidecar: RunningSidecar) -> list[dict]:
-    log = Path(sidecar.app.state.tools.guard.settings.audit_log)  # type: ignore[attr-defined]
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-async def metric(sidecar: RunningSidecar, sample: str) -> float:
-    """The value of one exposition line of /metrics (0 when absent)."""
-    async with httpx.AsyncClient(timeout=30) as http:
-        body = (await http.get(f"{sidecar.base}/metrics")).text
-    return next((float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(sample)), 0.0)
 
 
 @pytest.fixture(scope="session")
