@@ -62,8 +62,10 @@ class PolicedMCPServer(MCPServer):
             return None  # unknown: the SDK says so
         try:
             validated = tool.fn_metadata.validate_arguments(raw)
-        except ValidationError:
-            return None  # the SDK reports it
+        except ValidationError as e:
+            # Said here, not by the SDK: its own answer comes before the guard, so these calls went
+            # unaudited and uncounted.
+            return arguments.invalid(name, e)
         return arguments.non_finite(validated)
 
 
