@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from . import __version__, arguments
+from . import __version__, arguments, resource_metadata
 from .auth import AuthMiddleware
 from .config import Settings
 from .guard import Guard
@@ -126,6 +126,15 @@ def build_app(settings: Settings, guard: Guard | None = None) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics),
     ]
+    if resource_metadata.advertised(settings):
+        assert settings.resource_url is not None
+        document = resource_metadata.document(settings.resource_url, settings.authorization_servers)
+
+        async def protected_resource(request: Request) -> Response:
+            # Public and read by browser-based clients too (the MCP Inspector): any origin may read it.
+            return JSONResponse(document, headers={"Access-Control-Allow-Origin": "*"})
+
+        routes.append(Route(resource_metadata.metadata_path(settings), protected_resource, methods=["GET"]))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.tools = tools
     app.state.mcp = mcp

@@ -12,7 +12,8 @@ cached, never an open door. Static mode (MCP_TOKEN): one shared secret, compared
 On success the middleware stores an ``Identity`` in ``scope["state"]["identity"]``, rewrites the
 header to ``Authorization: Bearer X`` (the MCP SDK parses only Bearer) and removes ``token`` from
 the query string (so no later layer, access log included, sees it). It never logs or echoes a
-token, and advertises no OAuth metadata (clients would start an OAuth flow and drop the header).
+token. A 401 names the protected resource metadata (``resource_metadata``) only when an
+authorization server is configured (clients would otherwise start an OAuth flow and drop the header).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import metrics
+from . import metrics, resource_metadata
 from .config import Settings
 from .guard import Identity
 from .scopes import check_access
@@ -277,7 +278,8 @@ class AuthMiddleware:
         if verdict.identity is None:
             metrics.record_auth_failure(verdict.reason)
             log.info("refused %s %s: %s", scope.get("method"), scope.get("path"), verdict.message)
-            await _deny(send, verdict.status, verdict.message)
+            challenge = resource_metadata.www_authenticate(self.settings, verdict.reason, verdict.message)
+            await _deny(send, verdict.status, verdict.message, challenge=challenge)
             return
         assert token is not None
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"authorization"] + [
@@ -326,11 +328,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return value.decode("latin-1") if value is not None else None
 
 
-async def _deny(send: Send, status: int, message: str) -> None:
+async def _deny(send: Send, status: int, message: str, *, challenge: bytes | None = None) -> None:
     body = json.dumps({"error": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="jupyterhub-mcp"'))
+        headers.append((b"www-authenticate", challenge or b'Bearer realm="jupyterhub-mcp"'))
     if status == 503:
         headers.append((b"retry-after", RETRY_AFTER.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})

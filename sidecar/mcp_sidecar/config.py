@@ -69,6 +69,10 @@ class Settings:
     # Admit hub tokens holding access:servers for this server (besides the custom:mcp scopes).
     accept_server_access: bool = True
     activity_interval: float = 60.0
+    # MCP authorization (RFC 9728): this endpoint's public URL and the authorization servers that
+    # issue tokens for it. Both set: a 401 points clients at the protected resource metadata.
+    resource_url: str | None = None
+    authorization_servers: tuple[str, ...] = ()
 
     @property
     def mcp_path(self) -> str:
@@ -124,6 +128,8 @@ class Settings:
             auth_cache_ttl=_number(env, "MCP_AUTH_CACHE_TTL", 30.0),
             accept_server_access=_flag(env.get("MCP_ACCEPT_SERVER_ACCESS") or "true"),
             activity_interval=_number(env, "MCP_ACTIVITY_INTERVAL", 60.0),
+            resource_url=(env.get("MCP_RESOURCE_URL") or "").strip() or None,
+            authorization_servers=tuple(sorted(_names(env.get("MCP_AUTHORIZATION_SERVERS")))),
         )
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
@@ -140,3 +146,12 @@ class Settings:
             raise ConfigError("JUPYTERHUB_USER is required with hub authentication")
         if self.exec_timeout <= 0 or self.exec_max_timeout < self.exec_timeout:
             raise ConfigError("need 0 < MCP_EXEC_TIMEOUT <= MCP_EXEC_MAX_TIMEOUT")
+        if bool(self.resource_url) != bool(self.authorization_servers):
+            raise ConfigError(
+                "MCP_RESOURCE_URL and MCP_AUTHORIZATION_SERVERS go together: set both or neither"
+            )
+        for url in (self.resource_url or "", *self.authorization_servers):
+            if url and not url.startswith(("https://", "http://")):
+                raise ConfigError(
+                    f"MCP_RESOURCE_URL / MCP_AUTHORIZATION_SERVERS: {url!r} is not an http(s) URL"
+                )
