@@ -26,7 +26,7 @@ from mcp_operator.index import PolicyIndex
 from mcp_operator.kube import CHILD_KINDS, Kube
 from mcp_operator.metrics import CHILDREN_APPLIED, RECONCILE_ERRORS
 from mcp_operator.names import child_name
-from mcp_operator.podinfo import endpoint_path, pod_ip
+from mcp_operator.podinfo import endpoint_path, pod_ip, sidecar_not_started
 from mcp_operator.policy import PodIdentity, Policy
 from mcp_operator.reachability import ReachabilityProbe, probe_base
 from mcp_operator.status import policy_counts, ready_status
@@ -67,6 +67,7 @@ class ChildWiring:
         # is asked once per policy generation and IP (a restarted pod has a new uid anyway)
         self.reachable: dict[str, bool] = {}
         self._checked: dict[str, tuple[str, int, str]] = {}
+        self.sidecar_trouble: dict[str, str] = {}  # pod uid -> the reason last reported in an Event
         self.events: Events = events or KubeEvents(kube)
         self.sleep = sleep
         self.clock = clock
@@ -253,6 +254,7 @@ class ChildWiring:
         self.wired_at.pop(meta["uid"], None)
         self._checked.pop(meta["uid"], None)
         self.reachable.pop(meta["uid"], None)
+        self.sidecar_trouble.pop(meta["uid"], None)
         if self.wired.pop(meta["uid"], None) is not None and marker:
             self.request_status(meta["namespace"], marker[0])
 
@@ -271,10 +273,24 @@ class ChildWiring:
         policy = self._policy_of(pod)
         if policy is None:
             return
+        self.report_sidecar(pod)
         await self.route(pod, policy)
         uid = pod["metadata"]["uid"]
         if self.wired.get(uid) != (policy.name, policy.generation) and uid not in self._in_flight:
             self._background(self.wire_pod(pod, policy=policy, route=False))
+
+    def report_sidecar(self, pod: Mapping[str, Any]) -> None:
+        """A Warning on the pod when its sidecar cannot start, once per reason (kubelet retries
+        bring the same status again and again)."""
+        trouble = sidecar_not_started(pod)
+        uid = pod["metadata"]["uid"]
+        if trouble is None:
+            self.sidecar_trouble.pop(uid, None)
+            return
+        reason, message = trouble
+        if self.sidecar_trouble.get(uid) != reason:
+            self.sidecar_trouble[uid] = reason
+            self.events.warn(pod_reference(pod), reason="MCPSidecarNotStarted", message=message)
 
     # --- policies ----------------------------------------------------------------------------------
 
