@@ -17,10 +17,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from . import __version__, arguments, resource_metadata
-from .auth import AuthMiddleware
+from .auth import AuthMiddleware, SessionOwners
 from .config import Settings
 from .guard import Guard
 from .metrics import render as render_metrics
+from .sessions import SessionManager
 from .toolpolicy import ALL_TOOLS
 from .tools import NotebookTools
 
@@ -87,15 +88,19 @@ def build_app(settings: Settings, guard: Guard | None = None) -> Starlette:
         tools, name="jupyterhub-mcp", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
     )
     tools.register(mcp)
-    # Builds the session manager (sessions on, SSE responses so progress notifications flow).
-    mcp.streamable_http_app(
-        streamable_http_path=settings.mcp_path,
+    # Sessions on, SSE responses so progress notifications flow. Built here rather than by
+    # mcp.streamable_http_app(), which would build the SDK's plain manager.
+    session_manager = SessionManager(
+        mcp._lowlevel_server,
         json_response=False,
-        stateless_http=False,
-        transport_security=transport_security(settings),
+        stateless=False,
+        security_settings=transport_security(settings),
     )
-    session_manager = mcp.session_manager
-    mcp_endpoint = AuthMiddleware(StreamableHTTPASGIApp(session_manager), settings)
+    owners = SessionOwners(is_open=session_manager.is_open)
+    # What the sidecar keeps per session goes with the session.
+    session_manager.on_session_end(owners.forget)
+    session_manager.on_session_end(tools.sessions.forget)
+    mcp_endpoint = AuthMiddleware(StreamableHTTPASGIApp(session_manager), settings, owners)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -138,4 +143,6 @@ def build_app(settings: Settings, guard: Guard | None = None) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.tools = tools
     app.state.mcp = mcp
+    app.state.session_manager = session_manager
+    app.state.session_owners = owners
     return app

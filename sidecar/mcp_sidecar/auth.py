@@ -40,6 +40,7 @@ from .scopes import check_access
 log = logging.getLogger(__name__)
 HUB_TIMEOUT = 5.0  # an agent waits on this; a hub slower than that counts as unavailable
 RETRY_AFTER = "5"
+INVALID_REQUEST = -32600  # JSON-RPC: what the SDK answers an unknown session with
 
 
 def bearer_token(headers: dict[bytes, bytes]) -> str | None:
@@ -238,30 +239,40 @@ class HubTokenChecker:
 
 
 class SessionOwners:
-    """Which caller opened which MCP session, so one admitted caller cannot drive another's
+    """Which caller opened which live MCP session, so one admitted caller cannot drive another's
     session (several identities may reach one server: the owner, an admin, a shared-server guest).
-    Keyed by user name, not token, so a rotated token keeps its sessions. Bounded like the cache."""
+    Keyed by user name, not token, so a rotated token keeps its sessions.
 
-    def __init__(self, limit: int = 10_000) -> None:
-        self.limit = limit
+    An entry lives exactly as long as its session: recorded when the answer that opened it
+    succeeded (and the session is still open, ``is_open``), forgotten when the session manager
+    discards the session. Nothing else bounds it, and nothing needs to: a session id without an
+    owner is refused, so forgetting never opens a door (a bounded map dropping its oldest owners
+    let a second identity drive alice's session after 10 001 open-and-delete cycles)."""
+
+    def __init__(self, is_open: Callable[[str], bool] = lambda _: True) -> None:
+        self._is_open = is_open
         self._owners: dict[str, str] = {}
 
-    def record(self, session_id: str, owner: str) -> None:
-        self._owners[session_id] = owner
-        while len(self._owners) > self.limit:
-            del self._owners[next(iter(self._owners))]
+    def __len__(self) -> int:
+        return len(self._owners)
 
-    def foreign(self, session_id: str, caller: str) -> bool:
-        owner = self._owners.get(session_id)
-        return owner is not None and owner != caller
+    def record(self, session_id: str, owner: str) -> None:
+        if self._is_open(session_id):
+            self._owners[session_id] = owner
+
+    def owner(self, session_id: str) -> str | None:
+        return self._owners.get(session_id)
+
+    def forget(self, session_id: str) -> None:
+        self._owners.pop(session_id, None)
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, sessions: SessionOwners | None = None) -> None:
         self.app = app
         self.settings = settings
         self.hub = HubTokenChecker(settings) if settings.uses_hub_auth else None
-        self.sessions = SessionOwners()
+        self.sessions = sessions if sessions is not None else SessionOwners()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -289,15 +300,21 @@ class AuthMiddleware:
         caller = verdict.identity.user or ""
         session_id = _header(scope, b"mcp-session-id")
         if session_id is not None:
-            if self.sessions.foreign(session_id, caller):
-                # 404 is what MCP answers for a session this caller cannot use: start a new one.
+            owner = self.sessions.owner(session_id)
+            # 404 is what MCP answers for a session this caller cannot use: the client re-initializes.
+            if owner is None:
+                await _session_refused(send, "unknown or expired session: initialize a new session")
+                return
+            if owner != caller:
                 await _deny(send, 404, "this MCP session belongs to another caller: initialize a new session")
                 return
             await self.app(scope, receive, send)
             return
 
         async def send_and_record(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            # The session is the caller's once the answer that opened it succeeded (the SDK keeps
+            # it only then); a refused initialize leaves no owner behind.
+            if message["type"] == "http.response.start" and message["status"] < 400:
                 opened = dict(message.get("headers") or []).get(b"mcp-session-id")
                 if opened:
                     self.sessions.record(opened.decode("latin-1"), caller)
@@ -326,6 +343,15 @@ class AuthMiddleware:
 def _header(scope: Scope, name: bytes) -> str | None:
     value = dict(scope["headers"]).get(name)
     return value.decode("latin-1") if value is not None else None
+
+
+async def _session_refused(send: Send, message: str) -> None:
+    """404 with a JSON-RPC error, as the SDK answers a session it does not know."""
+    error = {"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST, "message": message}}
+    body = json.dumps(error).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 404, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _deny(send: Send, status: int, message: str, *, challenge: bytes | None = None) -> None:

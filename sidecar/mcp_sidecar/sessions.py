@@ -1,20 +1,64 @@
-"""Per-MCP-session defaults: which notebook ``open_notebook`` chose for *this* session only.
+"""MCP sessions and what the sidecar keeps for each.
 
-Keyed by the ``Mcp-Session-Id`` the SDK assigned; never global, so two agents never share a
-"current notebook". Bounded (least recently used dropped) so abandoned sessions cannot grow it.
+``SessionManager`` is the SDK's stateful session manager plus one thing: whoever keeps state per
+session (its owner, its default notebook) hears when a session ends, however it ends (DELETE, idle
+expiry, a crash), so that state lives exactly as long as the session.
+
+``SessionDefaults``: which notebook ``open_notebook`` chose for *this* session only, keyed by the
+``Mcp-Session-Id`` the SDK assigned; never global, so two agents never share a "current notebook".
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from .jupyter.errors import JupyterError
 
 
+class SessionManager(StreamableHTTPSessionManager):
+    """See the module docstring. Hooks the SDK's discard (``_discard_session``, the one place a
+    session leaves its map)."""
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._on_end: list[Callable[[str], None]] = []
+
+    def on_session_end(self, callback: Callable[[str], None]) -> None:
+        """``callback(session_id)`` once a session is gone (may be called twice for one session)."""
+        self._on_end.append(callback)
+
+    def is_open(self, session_id: str) -> bool:
+        return session_id in self._server_instances
+
+    @property
+    def open_sessions(self) -> int:
+        return len(self._server_instances)
+
+    def _ended(self, session_id: str) -> None:
+        for callback in self._on_end:
+            callback(session_id)
+
+    async def _discard_session(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:
+        # Forgotten before the SDK's own pop (no await between): no request sees the one without the other.
+        self._ended(session_id)
+        await super()._discard_session(session_id, transport)
+
+
 class SessionDefaults:
+    """Each session's default notebook. Forgotten with the session (``SessionManager``); also
+    bounded (least recently used dropped) as a second line."""
+
     def __init__(self, max_sessions: int = 10_000) -> None:
         self._paths: OrderedDict[str, str] = OrderedDict()
         self._max = max_sessions
+
+    def __len__(self) -> int:
+        return len(self._paths)
 
     def set(self, session_id: str | None, path: str) -> None:
         if not session_id:
