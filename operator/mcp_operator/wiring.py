@@ -133,7 +133,12 @@ class ChildWiring:
         future = asyncio.get_running_loop().create_future()
         self._in_flight[meta["uid"]] = (key, future)
         try:
-            wired = await self._apply_children(pod, policy, key, route=route)
+            # Kinds the policy no longer wants are deleted only where they can exist: a pod wired
+            # before under another generation, or one the periodic pass found them on. A new pod
+            # has none, and two DELETEs answered 404 per pod doubled a spawn burst's API calls.
+            previous = self.wired.get(meta["uid"])
+            prune = again or (previous is not None and previous != key)
+            wired = await self._apply_children(pod, policy, key, route=route, prune=prune)
         except BaseException as e:
             future.set_exception(e)
             future.exception()  # retrieved: a failure nobody else waited for is not "never retrieved"
@@ -145,7 +150,7 @@ class ChildWiring:
             del self._in_flight[meta["uid"]]
 
     async def _apply_children(
-        self, pod: Mapping[str, Any], policy: Policy, key: tuple[str, int], *, route: bool
+        self, pod: Mapping[str, Any], policy: Policy, key: tuple[str, int], *, route: bool, prune: bool
     ) -> bool:
         meta = pod["metadata"]
         first = meta["uid"] not in self.wired
@@ -158,7 +163,7 @@ class ChildWiring:
                     *(self.kube.apply_child(child) for child in children),
                     *(
                         self.kube.delete_child(kind, meta["namespace"], child_name(pod))
-                        for kind in CHILD_KINDS
+                        for kind in (CHILD_KINDS if prune else ())
                         if kind not in wanted
                     ),
                 )

@@ -151,3 +151,24 @@ async def test_one_status_write_per_policy_at_a_time() -> None:
     await asyncio.sleep(0.1)
     assert kube.calls["apply status"] == 2 and kube.peak["read policy"] == 1, kube.calls
     await w.close()
+
+
+async def test_a_new_pod_is_wired_without_deletes_and_a_policy_change_prunes() -> None:
+    """A new pod has no children to delete: its wiring makes only the applies (a DELETE per
+    unused kind, answered 404, doubled a spawn burst's API calls). Under a new generation the
+    kinds the policy no longer wants are deleted."""
+    kube = HeldKube()
+    kube.release.set()
+    w = wiring(kube)
+    pod = injected("alice")
+    assert await w.wire_pod(pod) is True
+    assert not [c for c in kube.calls if c.startswith("delete")], kube.calls
+    w.index.upsert(
+        {
+            "metadata": {"name": "pol", "namespace": "jhub", "generation": 2},
+            "spec": {"route": {"mode": "none"}},
+        }
+    )
+    assert await w.wire_pod(pod) is True
+    assert kube.calls["delete Ingress"] == 1 and kube.calls["delete HTTPRoute"] == 1, kube.calls
+    await w.close()
