@@ -95,6 +95,8 @@ def build_app(settings: Settings, guard: Guard | None = None) -> Starlette:
         json_response=False,
         stateless=False,
         security_settings=transport_security(settings),
+        session_idle_timeout=settings.session_idle_timeout,
+        max_sessions=settings.max_sessions,
     )
     owners = SessionOwners(is_open=session_manager.is_open)
     # What the sidecar keeps per session goes with the session.
