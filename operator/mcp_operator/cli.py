@@ -26,6 +26,7 @@ from mcp_operator.reachability import ReachabilityProbe
 from mcp_operator.reconcile import PeriodicReconcile
 from mcp_operator.state import OperatorState
 from mcp_operator.token_workers import TokenReconciler, TokenWorkers
+from mcp_operator.uninstall import release_all, stop_operator
 from mcp_operator.webhook import (
     Listener,
     ReloadingCertificate,
@@ -141,6 +142,21 @@ def start_servers(config: OperatorConfig, state: OperatorState) -> ServerThread:
     return servers
 
 
+async def uninstall(config: OperatorConfig, kube: Kube) -> int:
+    """The pre-delete hook; exit status 0 even when a token could not be revoked (said on stderr):
+    a failed hook would block `helm uninstall` on a hub that is down."""
+    for namespace in config.namespaces if config.operator_deployment else ():
+        await stop_operator(kube, namespace, config.operator_deployment or "")
+    hubs = HubPool(config.hub_api_token, config.hub_api_url) if config.hub_api_token else None
+    try:
+        report = await release_all(kube, hubs, config.namespaces)
+    finally:
+        if hubs is not None:
+            await hubs.aclose()
+    print(report.summary(), flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         config = OperatorConfig.from_args(argv, os.environ)
@@ -151,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     kube = Kube(build_api_client())
+    if config.uninstall:
+        raise SystemExit(asyncio.run(uninstall(config, kube)))
     index = PolicyIndex()
     asyncio.run(load_policies(kube, index, config.namespaces))
     state = build_state(config, kube, index)

@@ -55,6 +55,8 @@ class OperatorConfig:
     reconcile_interval: float = 60.0
     standalone: bool = True
     verbose: bool = False
+    uninstall: bool = False  # the chart's pre-delete hook: release everything, then exit
+    operator_deployment: str | None = None  # what --uninstall stops first
 
     @classmethod
     def from_args(
@@ -110,6 +112,8 @@ class OperatorConfig:
             reconcile_interval=args.reconcile_interval,
             standalone=args.standalone,
             verbose=args.verbose,
+            uninstall=args.uninstall,
+            operator_deployment=args.operator_deployment or None,
         )
 
 
@@ -239,5 +243,17 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="seconds between level-triggered passes over every injected pod [MCP_RECONCILE_INTERVAL]",
     )
     p.add_argument("--standalone", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument(
+        "--uninstall",
+        action="store_true",
+        help="instead of running: stop --operator-deployment, revoke every hub token this operator "
+        "minted in the namespaces and delete their Secrets, then exit (helm's pre-delete hook)",
+    )
+    p.add_argument(
+        "--operator-deployment",
+        default=default("MCP_OPERATOR_DEPLOYMENT", ""),
+        help="the operator's Deployment, scaled to 0 by --uninstall before anything is released "
+        "[MCP_OPERATOR_DEPLOYMENT]",
+    )
     p.add_argument("--verbose", action="store_true")
     return p

@@ -39,6 +39,8 @@ ANN_SERVER: Final = "mcp.jupyterhub.org/server"
 ANN_HUB_API: Final = "mcp.jupyterhub.org/hub-api-url"  # where the token was minted: revoked there too
 # On every token Secret: the Secret stays until its token is revoked at the hub (or has expired).
 FINALIZER: Final = "mcp.jupyterhub.org/revoke-token"
+# kopf's own (its default name, not changed here): it puts it on the token Secrets it runs timers on.
+KOPF_FINALIZER: Final = "kopf.zalando.org/KopfFinalizerMarker"
 
 # --- server-side apply field managers (one per writer, so none clobbers another's fields) --------
 FIELD_MANAGER: Final = "jupyterhub-mcp"  # children

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -78,6 +78,7 @@ class Kube:
         self.core: Any = k8s.CoreV1Api(api)
         self.net: Any = k8s.NetworkingV1Api(api)
         self.custom: Any = k8s.CustomObjectsApi(api)
+        self.apps: Any = k8s.AppsV1Api(api)
         self.requests: Counter[str] = Counter()  # verb -> count, for tests and the bench
 
     def close(self) -> None:
@@ -188,6 +189,23 @@ class Kube:
         _, _, delete = self._child_calls(kind)
         await none_if_missing(lambda: delete(name, namespace))
 
+    # --- the operator's own Deployment (the uninstall hook) -----------------------------------------
+
+    async def scale_deployment(self, namespace: str, name: str, replicas: int) -> bool:
+        """False when there is no such Deployment."""
+        self._count("patch")
+        body = {"spec": {"replicas": replicas}}
+        done = await none_if_missing(
+            lambda: self.apps.patch_namespaced_deployment_scale(name, namespace, body)
+        )
+        return done is not None
+
+    async def deployment_replicas(self, namespace: str, name: str) -> int | None:
+        """Pods the Deployment still has (status.replicas); None when it is gone."""
+        self._count("get")
+        deployment = await none_if_missing(lambda: self.apps.read_namespaced_deployment(name, namespace))
+        return None if deployment is None else (deployment.status.replicas or 0)
+
     # --- token Secrets ---------------------------------------------------------------------------
 
     async def list_token_secrets(self, namespace: str) -> list[dict[str, Any]]:
@@ -221,18 +239,24 @@ class Kube:
             self.core.replace_namespaced_secret, meta["name"], meta["namespace"], manifest
         )
 
-    async def release_secret(self, namespace: str, name: str, uid: str) -> None:
-        """Take our finalizer off the Secret (its token is revoked or expired): the API server then
-        finishes deleting it. A JSON patch with a `test`, so a concurrent change is never lost."""
+    async def release_secret(
+        self, namespace: str, name: str, uid: str, finalizers: Collection[str] = (FINALIZER,)
+    ) -> None:
+        """Take our finalizer (or the given ones) off the Secret (its token is revoked or expired):
+        the API server then finishes deleting it. A JSON patch with a `test` per removed entry, so a
+        concurrent change is never lost."""
         for _ in range(5):
             secret = await self.read_secret(namespace, name)
             if secret is None or secret["metadata"].get("uid") != uid:
                 return
-            finalizers = secret["metadata"].get("finalizers") or []
-            if FINALIZER not in finalizers:
+            present = list(secret["metadata"].get("finalizers") or [])
+            doomed = [i for i, f in enumerate(present) if f in finalizers]
+            if not doomed:
                 return
-            at = f"/metadata/finalizers/{finalizers.index(FINALIZER)}"
-            patch = [{"op": "test", "path": at, "value": FINALIZER}, {"op": "remove", "path": at}]
+            patch: list[dict[str, Any]] = []
+            for i in reversed(doomed):  # from the end: each removal leaves the earlier indexes alone
+                at = f"/metadata/finalizers/{i}"
+                patch += [{"op": "test", "path": at, "value": present[i]}, {"op": "remove", "path": at}]
             self._count("patch")
             try:
                 await asyncio.to_thread(self.core.patch_namespaced_secret, name, namespace, patch)
@@ -240,7 +264,7 @@ class Kube:
             except ApiException as e:
                 if e.status == 404:
                     return
-                if e.status not in (409, 422):  # 422: the test failed, someone moved the list
+                if e.status not in (409, 422):  # 422: a test failed, someone moved the list
                     raise
         raise FinalizerRace(f"could not release Secret {name}: its finalizers keep changing")
 

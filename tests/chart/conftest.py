@@ -24,9 +24,11 @@ def helm_bin() -> Path:
 def render(helm_bin: Path) -> Callable[..., list[dict]]:
     """render(*helm template args) -> list of rendered objects (release "hub-mcp" in "jhub")."""
 
-    def _render(*args: str) -> list[dict]:
+    def _render(*args: str, hooks: bool = False) -> list[dict]:
+        """The release's objects; with ``hooks``, only its Helm hooks (the uninstall Job and its RBAC)."""
         args = ("template", "jupyterhub-mcp", str(CHART), "--namespace", "jhub", *args)
         out = run_helm(helm_bin, *args).stdout
-        return [doc for doc in yaml.safe_load_all(out) if doc]
+        docs = [doc for doc in yaml.safe_load_all(out) if doc]
+        return [d for d in docs if ("helm.sh/hook" in (d["metadata"].get("annotations") or {})) == hooks]
 
     return _render

@@ -419,3 +419,35 @@ def test_notes_tell_the_admin_the_two_steps(helm_bin):
         f"https://<your hub host>{endpoint.NAMED_MCP_PATH_TEMPLATE}",
     ):
         assert expected in notes, expected
+
+
+def test_the_uninstall_hook_stops_the_operator_then_releases_the_tokens(render):
+    """`helm uninstall` first runs `--uninstall` (operator/mcp_operator/uninstall.py; its behaviour
+    against a real hub and API server: tests/operator/test_tokens.py) with RBAC of its own: the
+    running operator's Role never gets to scale Deployments."""
+    hooks = render(hooks=True)
+    assert sorted(o["kind"] for o in hooks) == ["Job", "Role", "RoleBinding", "ServiceAccount"]
+    for o in hooks:
+        annotations = o["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-delete"
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+        # the ServiceAccount and its Role exist before the Job that uses them
+        assert int(annotations["helm.sh/hook-weight"]) == (0 if o["kind"] == "Job" else -10)
+    job = one(hooks, "Job")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["--uninstall", "--operator-deployment=jupyterhub-mcp"]
+    assert pod["serviceAccountName"] == one(hooks, "ServiceAccount")["metadata"]["name"]
+    assert pod["restartPolicy"] == "Never" and job["spec"]["activeDeadlineSeconds"] == 300
+    token = {e["name"]: e for e in container["env"]}["JUPYTERHUB_API_TOKEN"]
+    assert token["valueFrom"]["secretKeyRef"]["name"] == "hub"  # the operator's own service token
+    rules = one(hooks, "Role")["rules"]
+    assert {
+        (r["resources"][0], tuple(r.get("resourceNames", ()))) for r in rules if r["apiGroups"] == ["apps"]
+    } == {
+        ("deployments", ("jupyterhub-mcp",)),
+        ("deployments/scale", ("jupyterhub-mcp",)),
+    }
+    (secrets,) = [r for r in rules if r["resources"] == ["secrets"]]
+    assert sorted(secrets["verbs"]) == ["delete", "get", "list", "patch"]
+    assert render("--set", "uninstallHook.enabled=false", hooks=True) == []

@@ -141,6 +141,16 @@ class OperatorProcess:
 
         eventually("the operator to be ready", ready)
 
+    def uninstall(self, deployment: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """`jupyterhub-mcp-operator --uninstall` as the chart's pre-delete hook Job runs it."""
+        argv = [
+            str(VENV_BIN / "jupyterhub-mcp-operator"),
+            "--uninstall",
+            f"--namespace={self.namespace}",
+            f"--operator-deployment={deployment}",
+        ]
+        return subprocess.run(argv, env=self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
             return

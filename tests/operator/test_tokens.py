@@ -677,3 +677,63 @@ def test_a_token_secret_deleted_by_hand_is_reminted_by_the_periodic_pass(cluster
     finally:
         operator.stop()
         print(operator.text()[-3000:])
+
+
+def stand_in_deployment(name: str) -> dict[str, Any]:
+    """A Deployment the uninstall hook scales to 0: the operator's own in the chart. Here the
+    operator runs on the host, so kwok's pods of this one stand in for its pod."""
+    labels = {"app.kubernetes.io/name": name}
+    container = {"name": "operator", "image": "jupyterhub-mcp/operator:test"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+        },
+    }
+
+
+@pytest.mark.hub
+@pytest.mark.controlplane
+def test_the_uninstall_hook_stops_the_operator_then_revokes_and_releases_every_token(
+    cluster: TokenCluster,
+) -> None:
+    """`helm uninstall`'s pre-delete Job (`--uninstall`): the operator's Deployment goes to 0
+    first (so no pass re-mints what is released), then every token it minted is revoked at the
+    real hub and its Secret is gone, not left Terminating behind the finalizer."""
+    from kubernetes import client
+
+    core, ns = cluster.core, cluster.namespace
+    apps = client.AppsV1Api(cluster.api)
+    create_policy(cluster.api, ns, "tokens", {"selection": {"users": ["*"]}, "tokens": {"issue": True}})
+    apps.create_namespaced_deployment(ns, stand_in_deployment("mcp-operator"))
+    wait_until(
+        "the stand-in Deployment running",
+        lambda: apps.read_namespaced_deployment("mcp-operator", ns).status.ready_replicas == 1,
+    )
+    operator = cluster.operator()
+    operator.start()
+    try:
+        for user in ("alice", "bob"):
+            core.create_namespaced_pod(ns, kubespawner_pod(user, "tokens"))
+        held = {
+            user: wait_until(f"{user}'s token Secret", partial(secret_values, core, ns, f"mcp-token-{user}"))
+            for user in ("alice", "bob")
+        }
+        assert all(cluster.hub.whoami(v["token"]).status_code == 200 for v in held.values())
+    finally:
+        operator.stop()  # what scaling the chart's Deployment to 0 does to the real operator
+    done = operator.uninstall("mcp-operator")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "revoked 2 hub tokens, deleted 2 token Secrets" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "NOT revoked" not in done.stdout
+    assert apps.read_namespaced_deployment("mcp-operator", ns).spec.replicas == 0
+    for user, values in held.items():
+        assert cluster.hub.whoami(values["token"]).status_code == 403, f"{user}'s token still works"
+        assert read_or_none(core.read_namespaced_secret, f"mcp-token-{user}", ns) is None
+    assert not our_live_tokens(cluster.hub, "alice") and not our_live_tokens(cluster.hub, "bob")
+    for value in held.values():
+        assert value["token"] not in done.stdout + done.stderr  # never log a token
