@@ -6,8 +6,11 @@ scopes the hub answers with must reach *this* server (``scopes.check_access``: a
 which also caps the tool tier, or access:servers unless MCP_ACCEPT_SERVER_ACCESS is false).
 Answers, admitted or refused, are cached by sha256(token) for MCP_AUTH_CACHE_TTL seconds (an
 admitted one never past the token's expires_at, when the sidecar's own token may read it), and
-concurrent requests with one token share a single hub request. The hub being down is a 503, never
-cached, never an open door. Static mode (MCP_TOKEN): one shared secret, compared in constant time.
+concurrent requests with one token share a single hub request. Look-ups of tokens not seen before
+are rate-limited (MCP_HUB_LOOKUPS_PER_SECOND, MCP_HUB_LOOKUP_BURST; tokens the hub admitted
+recently are exempt): past the limit a 503 with Retry-After, never a false 401. The hub being
+down is a 503, never cached, never an open door. Static mode (MCP_TOKEN): one shared secret,
+compared in constant time.
 
 On success the middleware stores an ``Identity`` in ``scope["state"]["identity"]``, rewrites the
 header to ``Authorization: Bearer X`` (the MCP SDK parses only Bearer) and removes ``token`` from
@@ -24,6 +27,7 @@ import hmac
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,6 +96,24 @@ def parse_expiry(value: object) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+class TokenBucket:
+    """Pure (the clock is passed in): at most ``burst`` at once, refilled at ``rate`` a second."""
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._at = now
+
+    def take(self, now: float) -> bool:
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
 class HubUnavailable(Exception):
     """The hub could not answer (down, slow, 5xx): the caller gets 503; nothing is cached."""
 
@@ -122,6 +144,12 @@ class HubTokenChecker:
         self._client: httpx.AsyncClient | None = None
         self._cache: dict[str, tuple[float, Verdict]] = {}
         self._inflight: dict[str, asyncio.Task[Verdict]] = {}
+        # Hub look-ups for tokens not seen before are rate-limited, so a flood of garbage tokens
+        # cannot make one hub request each. Tokens the hub admitted recently are exempt: their
+        # owner is never locked out by someone else's flood when the cached answer runs out.
+        self.lookup_rate = settings.hub_lookups_per_second
+        self._lookups = TokenBucket(settings.hub_lookups_per_second, settings.hub_lookup_burst, clock())
+        self._admitted: OrderedDict[str, None] = OrderedDict()
 
     async def check(self, token: str) -> Verdict:
         key = hashlib.sha256(token.encode()).hexdigest()
@@ -131,6 +159,13 @@ class HubTokenChecker:
             return cached[1]
         task = self._inflight.get(key)
         if task is None:
+            if key not in self._admitted and not self._lookups.take(now):
+                return Verdict(
+                    503,
+                    "the sidecar is rate-limiting look-ups of tokens it has not seen "
+                    f"(at most {self.lookup_rate:g} a second): try again in a few seconds",
+                    "rate_limited",
+                )
             task = asyncio.get_running_loop().create_task(self._ask_hub(key, token))
             self._inflight[key] = task
             task.add_done_callback(lambda _: self._inflight.pop(key, None))
@@ -152,6 +187,13 @@ class HubTokenChecker:
         if lifetime > 0:
             self._cache[key] = (self._clock() + lifetime, verdict)
             self._purge()
+        if verdict.identity is not None:
+            self._admitted[key] = None
+            self._admitted.move_to_end(key)
+            while len(self._admitted) > CACHE_MAX_ENTRIES:
+                self._admitted.popitem(last=False)
+        else:
+            self._admitted.pop(key, None)  # revoked: a look-up like any unseen token's
         return verdict
 
     async def _expiry(self, user: str, token_id: object) -> datetime | None:

@@ -77,6 +77,10 @@ class Settings:
     audit_log: str = "stdout"
     audit_include_code: bool = False
     auth_cache_ttl: float = 30.0
+    # Hub look-ups for tokens the sidecar has not seen (cached or admitted before): at most this
+    # many a second after a burst; past it the caller gets 503 + Retry-After, never a false 401.
+    hub_lookups_per_second: float = 10.0
+    hub_lookup_burst: int = 20
     # Admit hub tokens holding access:servers for this server (besides the custom:mcp scopes).
     accept_server_access: bool = True
     activity_interval: float = 60.0
@@ -141,6 +145,8 @@ class Settings:
             audit_log=env.get("MCP_AUDIT_LOG") or "stdout",
             audit_include_code=_flag(env.get("MCP_AUDIT_INCLUDE_CODE")),
             auth_cache_ttl=_number(env, "MCP_AUTH_CACHE_TTL", 30.0),
+            hub_lookups_per_second=_number(env, "MCP_HUB_LOOKUPS_PER_SECOND", 10.0),
+            hub_lookup_burst=_count(env, "MCP_HUB_LOOKUP_BURST", 20),
             accept_server_access=_flag(env.get("MCP_ACCEPT_SERVER_ACCESS") or "true"),
             activity_interval=_number(env, "MCP_ACTIVITY_INTERVAL", 60.0),
             session_idle_timeout=_number(env, "MCP_SESSION_IDLE_TIMEOUT", 1800.0),
@@ -167,6 +173,10 @@ class Settings:
             raise ConfigError("MCP_SESSION_IDLE_TIMEOUT must be a positive number of seconds")
         if self.max_sessions < 1:
             raise ConfigError("MCP_MAX_SESSIONS must be at least 1")
+        if not (math.isfinite(self.hub_lookups_per_second) and self.hub_lookups_per_second > 0):
+            raise ConfigError("MCP_HUB_LOOKUPS_PER_SECOND must be a positive number")
+        if self.hub_lookup_burst < 1:
+            raise ConfigError("MCP_HUB_LOOKUP_BURST must be at least 1")
         if bool(self.resource_url) != bool(self.authorization_servers):
             raise ConfigError(
                 "MCP_RESOURCE_URL and MCP_AUTHORIZATION_SERVERS go together: set both or neither"

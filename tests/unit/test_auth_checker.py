@@ -11,9 +11,12 @@ import pytest
 from mcp_sidecar.auth import HubTokenChecker
 from mcp_sidecar.config import Settings
 
-SETTINGS = Settings.from_env(
-    {"JUPYTERHUB_API_URL": "http://hub.test/hub/api", "JUPYTERHUB_USER": "alice", "MCP_AUTH_CACHE_TTL": "30"}
-)
+ENV = {
+    "JUPYTERHUB_API_URL": "http://hub.test/hub/api",
+    "JUPYTERHUB_USER": "alice",
+    "MCP_AUTH_CACHE_TTL": "30",
+}
+SETTINGS = Settings.from_env(ENV)
 
 
 class Clock:
@@ -23,14 +26,16 @@ class Clock:
         return self.now
 
 
-def checker(handler, clock: Clock | None = None) -> tuple[HubTokenChecker, list[httpx.Request]]:
+def checker(
+    handler, clock: Clock | None = None, settings: Settings = SETTINGS
+) -> tuple[HubTokenChecker, list[httpx.Request]]:
     seen: list[httpx.Request] = []
 
     def record(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return handler(request)
 
-    return HubTokenChecker(SETTINGS, clock=clock or Clock(), transport=httpx.MockTransport(record)), seen
+    return HubTokenChecker(settings, clock=clock or Clock(), transport=httpx.MockTransport(record)), seen
 
 
 @pytest.mark.parametrize(
@@ -102,7 +107,8 @@ async def test_a_flood_of_distinct_garbage_tokens_keeps_the_cache_bounded(
 ) -> None:
     # Stand-in hub for volume: thousands of distinct tokens within one TTL (a real hub would say 403).
     monkeypatch.setattr("mcp_sidecar.auth.CACHE_MAX_ENTRIES", 50)
-    hub, seen = checker(lambda r: httpx.Response(403))
+    unlimited = Settings.from_env({**ENV, "MCP_HUB_LOOKUP_BURST": "1000"})  # the limit: next test
+    hub, seen = checker(lambda r: httpx.Response(403), settings=unlimited)
     for i in range(500):
         assert (await hub.check(f"garbage-{i}")).status == 401
     assert len(hub._cache) <= 51
@@ -110,6 +116,31 @@ async def test_a_flood_of_distinct_garbage_tokens_keeps_the_cache_bounded(
     before = len(seen)
     assert (await hub.check("garbage-499")).status == 401
     assert len(seen) == before
+    await hub.aclose()
+
+
+async def test_look_ups_of_unseen_tokens_are_rate_limited_and_an_admitted_token_is_exempt() -> None:
+    clock = Clock()
+    limited = Settings.from_env({**ENV, "MCP_HUB_LOOKUPS_PER_SECOND": "2", "MCP_HUB_LOOKUP_BURST": "5"})
+
+    def hub_answer(request: httpx.Request) -> httpx.Response:
+        if request.headers["authorization"] == "token alice-token":
+            return httpx.Response(200, json={"name": "alice", "scopes": ["access:servers!user=alice"]})
+        return httpx.Response(403)
+
+    hub, seen = checker(hub_answer, clock, limited)
+    assert (await hub.check("alice-token")).status == 200
+    answers = [await hub.check(f"garbage-{i}") for i in range(100)]
+    assert len(seen) == 5  # the burst: alice's look-up and four garbage ones
+    assert [a.status for a in answers[:4]] == [401] * 4
+    assert {(a.status, a.reason) for a in answers[4:]} == {(503, "rate_limited")}  # never a false 401
+    clock.now = 31.0  # alice's cached answer ran out; the bucket refilled, then the flood drains it
+    for i in range(100, 200):
+        await hub.check(f"garbage-{i}")
+    assert (await hub.check("alice-token")).status == 200  # asked again, not limited
+    clock.now = 31.5  # half a second at 2 a second: one more unseen token gets through
+    assert (await hub.check("garbage-x")).status == 401
+    assert (await hub.check("garbage-y")).reason == "rate_limited"
     await hub.aclose()
 
 
