@@ -67,10 +67,25 @@ def status_notes(execution: Execution) -> list[str]:
             f"call get_execution(execution_id={execution.id!r}) to wait for it, or interrupt_kernel to "
             "stop the code running now]"
         )
+    elif status == "running" and execution.interrupt_ignored_for is not None:
+        notes.append(
+            f"[timed out after {execution.interrupted_after:g} s, but the interrupt did not stop it: "
+            f"kernel {execution.kernel_id} is still running this code {execution.interrupt_ignored_for:g} s "
+            "after the interrupt (the code ignores or blocks SIGINT, e.g. signal.SIG_IGN or a long "
+            "C call); outputs so far above. To stop it call restart_kernel (all variables and "
+            f"imports are lost); to wait for it to end by itself call get_execution(execution_id="
+            f"{execution.id!r})]"
+        )
     elif status == "running":
         notes.append(
             f"[still running after {execution.elapsed:.0f} s; outputs so far above. "
             f"Call get_execution(execution_id={execution.id!r}) to wait for the rest]"
+        )
+    elif status == "timeout" and execution.interrupt_ignored_for is not None:
+        notes.append(
+            f"[timed out after {execution.interrupted_after:g} s: the interrupt did not stop it within "
+            f"{execution.interrupt_ignored_for:g} s, and it ended {execution.elapsed:.0f} s after it "
+            "was sent; the output above is all it produced]"
         )
     elif status == "timeout":
         notes.append(

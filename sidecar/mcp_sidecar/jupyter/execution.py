@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 # Answer before common client request timeouts (60 s); the cell keeps running and
 # get_execution picks it up.
 RETURN_AFTER = 50.0
+# A Python kernel stops within milliseconds of an interrupt (seconds on a loaded machine); one still
+# running after this ignores or blocks SIGINT, and the call's answer says so rather than wait on.
 INTERRUPT_GRACE = 10.0
 LIVE_SAVE_EVERY = 1.0  # s between saves of a running cell's outputs into a collaborative notebook
+UNSTOPPED_WAKE_EVERY = 60.0  # s between wake-ups of the driver of a run its interrupt did not stop
 
 Progress = Callable[[Execution], Awaitable[None]]
 
@@ -70,9 +73,11 @@ class Executor:
             # at most: then the answer says so; the driver interrupts nothing that is not ours.
             queue_limit = min(timeout, self.return_after)
             if await self.kernels.wait_started(execution, queue_limit, on_progress=on_progress):
+                # Until it ends, or the driver's verdict that its timeout's interrupt did not stop
+                # it: the driver reaches one of them by the timeout + INTERRUPT_GRACE.
                 budget = self.return_after - execution.elapsed
                 await self.kernels.wait(
-                    execution, max(0.0, min(timeout + INTERRUPT_GRACE, budget)), on_progress=on_progress
+                    execution, max(0.0, budget), on_progress=on_progress, until_settled=True
                 )
             if execution.done.is_set():
                 await execution.saved.wait()
@@ -111,11 +116,17 @@ class Executor:
             live = bool(execution.path and execution.cell_id) and await self.notebooks.collaborative()
             deadline = (execution.began or time.monotonic()) + timeout
             last_saved, saved_version = 0.0, 0
+            overdue = False
             while not execution.done.is_set():
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 and not overdue:
+                    overdue = True
                     await self._stop_overdue(execution, timeout)
-                    break
+                    continue
+                if overdue:
+                    # The interrupt did not stop it: it runs on until it ends or the kernel is
+                    # restarted, its outputs still saved.
+                    remaining = UNSTOPPED_WAKE_EVERY
                 # Compare versions, not wake-ups: output may have arrived before this loop began.
                 behind = execution.version != saved_version
                 due = time.monotonic() - last_saved >= LIVE_SAVE_EVERY
@@ -137,10 +148,7 @@ class Executor:
         try:
             await asyncio.wait_for(execution.done.wait(), INTERRUPT_GRACE)
         except TimeoutError:
-            execution.fail(
-                f"kernel {execution.kernel_id} did not stop within {INTERRUPT_GRACE:.0f} s of the "
-                "interrupt; it is still busy (try interrupt_kernel, or restart_kernel: state is lost)"
-            )
+            execution.interrupt_ignored(INTERRUPT_GRACE)
 
     async def _interrupt_quietly(self, kernel_id: str) -> None:
         try:
@@ -165,6 +173,11 @@ def timeout_reason(execution: Execution, timeout: float) -> str | None:
     """Why the call that started ``execution`` with ``timeout`` counts as a timeout, if it does:
     its own timeout ran out (the answer itself is a normal one). Not for get_execution reads of
     the same run, and a run still queued at the early return with time left is not one yet."""
+    if execution.interrupt_ignored_for is not None:
+        return (
+            f"timed out after {execution.interrupted_after:g} s; the interrupt did not stop it "
+            f"within {execution.interrupt_ignored_for:g} s"
+        )
     if execution.interrupted_after is not None:
         return f"timed out after {execution.interrupted_after:g} s; kernel interrupted"
     if execution.status == "queued" and execution.elapsed >= timeout:

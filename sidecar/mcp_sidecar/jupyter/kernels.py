@@ -54,6 +54,9 @@ class Execution:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     # The kernel started on this request (its first message for it), or the execution ended.
     acknowledged: asyncio.Event = field(default_factory=asyncio.Event)
+    # What the call that started it waits for: the end, or the verdict that the interrupt sent
+    # for its timeout did not stop it (then the answer says so instead of "still running").
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
     version: int = 0  # counts changes, so a saver knows whether it is behind
     # Resolved (and replaced) on every change: any number of waiters, nobody clears anything.
     _pulse: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -85,6 +88,10 @@ class Execution:
         return self.state.interrupted_after  # set when a timeout interrupted it
 
     @property
+    def interrupt_ignored_for(self) -> float | None:
+        return self.state.interrupt_ignored_for  # the interrupt did not stop it within this many s
+
+    @property
     def elapsed(self) -> float:
         return (self.finished_at or time.monotonic()) - self.started
 
@@ -113,6 +120,13 @@ class Execution:
     def time_out(self, after: float) -> None:
         self.state.time_out(after)
 
+    def interrupt_ignored(self, grace: float) -> None:
+        """The timeout's interrupt did not stop it within ``grace`` s: it runs on, and whoever
+        waits for the call's answer gets that verdict now."""
+        if self.state.interrupt_ignored(grace):
+            self.settled.set()
+            self.changed()
+
     def _took(self, step: Step) -> None:
         if step.began and self.began is None:
             self.began = time.monotonic()
@@ -122,6 +136,7 @@ class Execution:
         if step.finished:
             self.finished_at = time.monotonic()
             self.done.set()
+            self.settled.set()
             self.acknowledged.set()  # whoever waits for the start must not outlive the end
             self.changed()
 
@@ -364,14 +379,17 @@ class Kernels:
         *,
         on_progress: Callable[[Execution], Any] | None = None,
         progress_every: float = 2.0,
+        until_settled: bool = False,
     ) -> bool:
-        """Wait up to ``timeout`` s for ``execution``; True when it finished.
+        """Wait up to ``timeout`` s for ``execution``; True when it finished (or, ``until_settled``,
+        when it finished or its timeout's interrupt was found not to stop it).
 
         Wakes on every new output (to report progress) and at least every ``progress_every``
         seconds, so a quiet long cell still shows it is alive. The result is never delayed.
         """
+        reached = execution.settled if until_settled else execution.done
         return await _wait_until(
-            execution.done, execution.next_change, execution, timeout, on_progress, progress_every
+            reached, execution.next_change, execution, timeout, on_progress, progress_every
         )
 
     async def wait_started(
@@ -437,10 +455,19 @@ class Kernels:
             kernel_id = session["kernel"]["id"]
         assert kernel_id is not None
         old = self._connections.pop(kernel_id, None)
-        await self.server.restart_kernel(kernel_id)
         if old is not None:
-            old._fail_all(f"kernel {kernel_id} was restarted by restart_kernel; state is lost")
-            await old.close()
+            # Before the restart request: Jupyter interrupts the kernel before restarting it, and
+            # runs answered by that bare KeyboardInterrupt would not learn their state is gone.
+            old.lost = "the kernel was restarted"
+            old._fail_all(
+                f"kernel {kernel_id} was restarted (restart_kernel, called by another session or caller) "
+                "while this ran: the code did not finish, and all variables and imports are lost"
+            )
+        try:
+            await self.server.restart_kernel(kernel_id)
+        finally:
+            if old is not None:
+                await old.close()
         return kernel_id, f"kernel {kernel_id} restarted: all variables and imports are gone"
 
     async def aclose(self) -> None:

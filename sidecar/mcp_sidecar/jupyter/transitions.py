@@ -76,6 +76,9 @@ class ExecutionState:
     finished: bool = False
     failure: str | None = None  # why the kernel was lost under it
     interrupted_after: float | None = None  # the timeout the driver interrupted it for
+    # The interrupt did not stop it within this many seconds (the code ignores or blocks SIGINT):
+    # it runs on, and ends whenever it ends (or the kernel is restarted).
+    interrupt_ignored_for: float | None = None
 
     @property
     def status(self) -> Status:
@@ -130,3 +133,10 @@ class ExecutionState:
         when the kernel answers (or ``kernel-lost`` when it does not)."""
         if not self.finished:
             self.interrupted_after = after
+
+    def interrupt_ignored(self, grace: float) -> bool:
+        """The interrupt sent for the timeout did not end it within ``grace`` s; True if that is news."""
+        if self.finished or self.interrupted_after is None or self.interrupt_ignored_for is not None:
+            return False
+        self.interrupt_ignored_for = grace
+        return True
