@@ -84,6 +84,10 @@ class Settings:
     # Admit hub tokens holding access:servers for this server (besides the custom:mcp scopes).
     accept_server_access: bool = True
     activity_interval: float = 60.0
+    # Connections: the request head must arrive within header_timeout seconds; an idle
+    # keep-alive connection is closed after keep_alive_timeout (uvicorn's own default: 5).
+    header_timeout: float = 10.0
+    keep_alive_timeout: int = 5
     # MCP sessions: an idle one (no request in flight, no open GET stream) ends after this long;
     # at most this many at once, the oldest idle one closed to make room (sessions.SessionManager).
     session_idle_timeout: float = 1800.0
@@ -149,6 +153,8 @@ class Settings:
             hub_lookup_burst=_count(env, "MCP_HUB_LOOKUP_BURST", 20),
             accept_server_access=_flag(env.get("MCP_ACCEPT_SERVER_ACCESS") or "true"),
             activity_interval=_number(env, "MCP_ACTIVITY_INTERVAL", 60.0),
+            header_timeout=_number(env, "MCP_HEADER_TIMEOUT", 10.0),
+            keep_alive_timeout=_count(env, "MCP_KEEPALIVE_TIMEOUT", 5),
             session_idle_timeout=_number(env, "MCP_SESSION_IDLE_TIMEOUT", 1800.0),
             max_sessions=_count(env, "MCP_MAX_SESSIONS", DEFAULT_MAX_SESSIONS),
             resource_url=(env.get("MCP_RESOURCE_URL") or "").strip() or None,
@@ -171,6 +177,10 @@ class Settings:
             raise ConfigError("need 0 < MCP_EXEC_TIMEOUT <= MCP_EXEC_MAX_TIMEOUT")
         if not (math.isfinite(self.session_idle_timeout) and self.session_idle_timeout > 0):
             raise ConfigError("MCP_SESSION_IDLE_TIMEOUT must be a positive number of seconds")
+        if not (math.isfinite(self.header_timeout) and self.header_timeout > 0):
+            raise ConfigError("MCP_HEADER_TIMEOUT must be a positive number of seconds")
+        if self.keep_alive_timeout < 1:
+            raise ConfigError("MCP_KEEPALIVE_TIMEOUT must be at least 1 second")
         if self.max_sessions < 1:
             raise ConfigError("MCP_MAX_SESSIONS must be at least 1")
         if not (math.isfinite(self.hub_lookups_per_second) and self.hub_lookups_per_second > 0):
