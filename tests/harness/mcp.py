@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,13 @@ MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": 
 async def mcp_client(url: str, token: str, *, legacy: bool = True) -> AsyncIterator[Client]:
     """``legacy`` uses the initialize handshake, which gives the client an Mcp-Session-Id."""
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    async with mcp_client_over(http, url, legacy=legacy) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def mcp_client_over(http: Any, url: str, *, legacy: bool = True) -> AsyncIterator[Client]:
+    """The SDK client on the caller's HTTP client (its headers, transport, TLS), closed with it."""
     async with http:
         transport = streamable_http_client(url, http_client=http)
         async with Client(transport, mode="legacy" if legacy else "auto") as client:
@@ -110,3 +119,40 @@ async def mcp_remote_client(server: Mapping[str, Any], workdir: Path) -> AsyncIt
     with (workdir / "mcp-remote.log").open("a") as errlog:
         async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
             yield client
+
+
+@dataclass
+class IdleStream:
+    pings: list[float]  # seconds after the stream opened at which a `: ping` comment arrived
+    closed_after: float | None  # when the stream ended (None: still open when we stopped)
+
+
+async def idle_stream(http: Any, url: str, seconds: float) -> IdleStream:
+    """Open an MCP session through ``http`` (its headers carry the token), open the server's GET
+    event stream and leave it idle for ``seconds``: what the path in between (CHP, an ingress
+    controller, a gateway) does to a stream on which nothing but the SDK's keep-alive comments
+    (every 15 s) flows."""
+    opened = await http.post(url, json=INITIALIZE, headers=MCP_HEADERS)
+    assert opened.status_code == 200, opened.text
+    session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-06-18"}
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert (await http.post(url, json=note, headers={**MCP_HEADERS, **session})).status_code == 202
+    pings: list[float] = []
+    start = time.monotonic()
+    closed: float | None = None
+    headers = {"Accept": "text/event-stream", **session}
+    async with http.stream("GET", url, headers=headers, timeout=seconds + 30) as stream:
+        assert stream.status_code == 200, (await stream.aread())[:500]
+        lines = stream.aiter_lines()
+        while (left := start + seconds - time.monotonic()) > 0:
+            try:
+                line = await asyncio.wait_for(anext(lines), left)
+            except TimeoutError:
+                break
+            except StopAsyncIteration:
+                closed = time.monotonic() - start
+                break
+            if line.startswith(": ping"):
+                pings.append(time.monotonic() - start)
+    await http.request("DELETE", url, headers=session)
+    return IdleStream(pings, closed)

@@ -22,9 +22,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 
-from tests.harness.mcp import call, mcp_client, mcp_remote_client, text
+from tests.harness.mcp import call, idle_stream, mcp_client, mcp_remote_client, text
 from tests.harness.operator import create_policy
 from tests.harness.paths import eventually
 from tests.harness.z2jh_stack import McpStack, running_stack
@@ -138,3 +139,15 @@ async def test_mcp_remote_reaches_the_endpoint_through_chp(stack: McpStack, tmp_
         code = "import os; print('remote user:', os.environ['JUPYTERHUB_USER'])"
         ran = await call(mcp, "insert_and_execute", path="remote.ipynb", source=code)
         assert "remote user: bob" in text(ran)
+
+
+async def test_an_idle_event_stream_stays_open_through_chp(stack: McpStack) -> None:
+    """Nothing flows on an agent's GET stream between notifications but the SDK's keep-alive
+    comment every 15 s; CHP (no idle timeout of its own on Z2JH's arguments) passes them and keeps
+    the stream open."""
+    secret = stack.token_secret("alice")
+    url = f"{stack.z2jh.public_url}/user/alice/mcp"
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {secret['token']}"}) as http:
+        stream = await idle_stream(http, url, seconds=20)
+    assert stream.closed_after is None, f"CHP closed the idle stream after {stream.closed_after:.1f} s"
+    assert stream.pings, "no keep-alive comment reached the client through CHP in 20 s"
