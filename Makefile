@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CACHE ?= $(HOME)/.cache/jupyterhub-mcp
 
-.PHONY: demo test unit lint controlplane tools venv node bench clean
+.PHONY: demo test unit lint controlplane tools venv node browser bench clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -24,13 +24,18 @@ node_modules/.installed: package.json package-lock.json
 controlplane:
 	bash tests/controlplane/build.sh
 
-tools: venv node controlplane
+# Debian's chromium for the MCP authorization tests (Playwright drives it through executable_path;
+# Playwright's own browser download is never used).
+browser:
+	command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+
+tools: venv node controlplane browser
 
 demo: venv node
 	$(BIN)/jupyterhub-mcp demo
 
-# Type-checked code: all three programs (the tests are not yet).
-MYPY_PATHS ?= sidecar/mcp_sidecar operator/mcp_operator local/mcp_local
+# Type-checked code: all four programs (the tests are not yet).
+MYPY_PATHS ?= sidecar/mcp_sidecar operator/mcp_operator local/mcp_local authserver/mcp_authserver
 
 test: tools
 	$(BIN)/ruff check .

@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--sidecar-ports", help="e.g. 9000-9099 (default: any free port)")
     demo.add_argument("--token-ttl", type=int, default=86400, help="seconds the printed tokens live")
     demo.add_argument(
+        "--auth-port", type=int, default=0, help="MCP authorization server port (default: any free port)"
+    )
+    demo.add_argument(
+        "--oauth-token-ttl", type=int, default=3600, help="seconds the tokens of a by-URL login live"
+    )
+    demo.add_argument(
         "--policy", type=Path, help="an MCPPolicy manifest (YAML) for the sidecars, as in a cluster"
     )
     demo.add_argument(
@@ -98,6 +104,8 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         token_ttl=args.token_ttl,
         policy=load_policy(args.policy, args.mode),
         route_check_interval=args.route_check_interval,
+        auth_port=args.auth_port,
+        oauth_access_ttl=args.oauth_token_ttl,
     )
 
 

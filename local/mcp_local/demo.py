@@ -25,12 +25,22 @@ from urllib.parse import quote
 import httpx
 from mcp_operator.hubclient import HubClient, HubError, HubRefused
 
-from .plan import TOKEN_NOTE, DemoOptions, Endpoint, endpoint_url, hub_config, token_scopes
+from .plan import (
+    AUTH_SECRET_FILE,
+    AUTH_SERVICE_NAME,
+    TOKEN_NOTE,
+    DemoOptions,
+    Endpoint,
+    endpoint_url,
+    hub_config,
+    token_scopes,
+)
 from .processes import (
     become_subreaper,
     check_port_free,
     descendants,
     die_with_parent,
+    free_port,
     stop_processes,
     tail,
 )
@@ -134,6 +144,10 @@ class Demo:
         service_token = secret_file(self.state / "service-token")
         proxy_token = secret_file(self.state / "proxy-token")
         password = secret_file(self.state / "password")[:16]
+        secret_file(self.state / AUTH_SECRET_FILE)  # the authorization server signs cookies with it
+        if self.options.auth_port:
+            check_port_free("127.0.0.1", self.options.auth_port, "authorization server port", "--auth-port")
+        auth_port = self.options.auth_port or free_port("127.0.0.1")
         config = hub_config(
             self.options,
             service_token=service_token,
@@ -141,6 +155,8 @@ class Demo:
             chp_command=find_chp(),
             singleuser_cmd=[venv_script("jupyterhub-singleuser")],
             as_root=os.geteuid() == 0,
+            auth_port=auth_port,
+            auth_cmd=[venv_script("jupyterhub-mcp-authserver")],
         )
         config_path = self.state / "hub-config.json"
         write_private(config_path, json.dumps(config, indent=2))
@@ -171,6 +187,9 @@ class Demo:
         self.say(f"JupyterHub starting (pid {self.hub_proc.pid}), log: {self.hub_log}")
         # Through the proxy: proves hub, proxy and the hub's route all work.
         await self.wait_http(self.options.public_url + "/hub/api/", "JupyterHub behind the proxy")
+        await self.wait_http(
+            f"{self.options.public_url}/services/{AUTH_SERVICE_NAME}/", "the MCP authorization server"
+        )
 
     async def wait_http(self, url: str, what: str, within: float = 120.0) -> None:
         deadline = time.monotonic() + within
@@ -235,6 +254,8 @@ class Demo:
             self.say(
                 f"\n== {e.user} ==\n"
                 f"MCP endpoint: {e.url}\n"
+                f"add by URL:   {e.url}   (a client with MCP authorization: log in through the hub, "
+                "consent, done; no token to paste)\n"
                 f"token:        {e.token}   (access:servers!server={e.user}/ only, "
                 f"expires in {o.token_ttl}s)\n"
                 f"saved to:     {o.user_dir(e.user) / 'mcp.json'}\n"

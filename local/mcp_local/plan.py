@@ -15,6 +15,10 @@ from mcp_operator import endpoint
 from .sidecar_env import demo_policy
 
 SERVICE_NAME = "jupyterhub-mcp-demo"
+# The MCP authorization server (mcp_authserver), a hub-managed service: clients connect by URL alone.
+AUTH_SERVICE_NAME = "mcp-auth"
+AUTH_STATE_FILE = "mcp-auth-state.json"
+AUTH_SECRET_FILE = "mcp-auth-secret"
 TOKEN_NOTE = "jupyterhub-mcp demo endpoint token"
 # A user name becomes a folder under the state dir: keep it to names that are safe there.
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
@@ -66,6 +70,8 @@ class DemoOptions:
     policy: dict[str, Any] = field(default_factory=demo_policy)
     route_check_interval: int = 300
     start_timeout: int = 120
+    oauth_access_ttl: int = 3600  # lifetime of the tokens the authorization server mints
+    auth_port: int = 0  # the authorization server's port; 0: any free one
 
     def ports(self) -> list[tuple[str, int, str, str]]:
         """(host, port, role, flag) for every port the demo listens on."""
@@ -84,6 +90,10 @@ class DemoOptions:
             raise OptionsError(f"--sidecar-ports overlaps the hub/proxy ports {sorted(clash)}")
         if self.token_ttl < 60:
             raise OptionsError("--token-ttl must be at least 60 seconds")
+        if self.oauth_access_ttl < 60:
+            raise OptionsError("--oauth-token-ttl must be at least 60 seconds")
+        if self.auth_port and self.auth_port in numbers + list(self.sidecar_ports):
+            raise OptionsError(f"--auth-port {self.auth_port} clashes with another port of the demo")
 
     @property
     def public_url(self) -> str:
@@ -114,6 +124,35 @@ def service_scopes(users: list[str]) -> list[str]:
     return scopes
 
 
+def auth_service_scopes(users: list[str]) -> list[str]:
+    """The authorization server mints these users' MCP tokens (the narrowest scope that may): the
+    hub still refuses any scope the user does not hold, so it can mint nothing but their MCP scopes."""
+    return [f"tokens!user={user}" for user in users]
+
+
+def issuer_url(options: DemoOptions) -> str:
+    return f"{options.public_url}/services/{AUTH_SERVICE_NAME}"
+
+
+def auth_service(options: DemoOptions, *, port: int, command: list[str]) -> dict[str, Any]:
+    """The hub service entry that runs the authorization server (the hub gives it its OAuth client,
+    API token and URL; our own login page is the consent page, so the hub asks no confirmation)."""
+    state = options.state_dir
+    return {
+        "name": AUTH_SERVICE_NAME,
+        "url": f"http://127.0.0.1:{port}",
+        "command": command,
+        "oauth_no_confirm": True,
+        "environment": {
+            "MCP_AUTH_PUBLIC_URL": options.public_url,
+            "MCP_AUTH_STATE_FILE": str(state / AUTH_STATE_FILE),
+            "MCP_AUTH_SECRET_FILE": str(state / AUTH_SECRET_FILE),
+            "MCP_AUTH_ACCESS_TTL": str(options.oauth_access_ttl),
+            "PYTHONUNBUFFERED": "1",
+        },
+    }
+
+
 def hub_config(
     options: DemoOptions,
     *,
@@ -122,9 +161,50 @@ def hub_config(
     chp_command: list[str],
     singleuser_cmd: list[str],
     as_root: bool = False,
+    auth_port: int = 0,
+    auth_cmd: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Traitlets config for the hub, ``{Class: {trait: value}}`` (loaded by hub_config.py)."""
+    """Traitlets config for the hub, ``{Class: {trait: value}}`` (loaded by hub_config.py).
+    With ``auth_port``, the MCP authorization server runs as a hub service too."""
     state = options.state_dir
+    services: list[dict[str, Any]] = [{"name": SERVICE_NAME, "api_token": service_token}]
+    roles: list[dict[str, Any]] = [
+        endpoint.USER_ROLE,
+        {
+            "name": SERVICE_NAME,
+            "description": "jupyterhub-mcp local mode: start demo servers, mint their MCP tokens",
+            "scopes": service_scopes(options.users),
+            "services": [SERVICE_NAME],
+        },
+    ]
+    extra_routes: dict[str, str] = {}
+    oauth: dict[str, Any] = {}
+    if auth_port:
+        service = auth_service(options, port=auth_port, command=auth_cmd or ["jupyterhub-mcp-authserver"])
+        services.append(service)
+        roles.append(
+            {
+                "name": AUTH_SERVICE_NAME,
+                "description": "jupyterhub-mcp authorization server: mint users' MCP tokens at their consent",
+                "scopes": auth_service_scopes(options.users),
+                "services": [AUTH_SERVICE_NAME],
+            }
+        )
+        # Users log in to the authorization server through the hub's OAuth: that needs access to it.
+        roles.append(
+            {
+                "name": f"{AUTH_SERVICE_NAME}-users",
+                "description": "log in to the MCP authorization server (its consent page)",
+                "scopes": [f"access:services!service={AUTH_SERVICE_NAME}"],
+                "users": list(options.users),
+            }
+        )
+        # Clients look for these at the hub's origin (RFC 9728 §3.1, RFC 8414 §3.1).
+        extra_routes = {
+            "/.well-known/oauth-protected-resource/": service["url"],
+            "/.well-known/oauth-authorization-server/": service["url"],
+        }
+        oauth = {"authorization_server": issuer_url(options), "hub_public_url": options.public_url}
     return {
         "JupyterHub": {
             "ip": options.ip,
@@ -140,19 +220,11 @@ def hub_config(
             "allow_named_servers": True,  # /user/<name>/<server>/mcp works the same way
             "cleanup_proxy": True,
             "last_activity_interval": options.route_check_interval,
-            "services": [{"name": SERVICE_NAME, "api_token": service_token}],
+            "services": services,
             # The MCP custom scopes and the user role granting them on each user's own servers: what
             # the README tells a Z2JH admin to configure, so demo tokens open MCP and nothing else.
             "custom_scopes": endpoint.CUSTOM_SCOPES,
-            "load_roles": [
-                endpoint.USER_ROLE,
-                {
-                    "name": SERVICE_NAME,
-                    "description": "jupyterhub-mcp local mode: start demo servers, mint their MCP tokens",
-                    "scopes": service_scopes(options.users),
-                    "services": [SERVICE_NAME],
-                },
-            ],
+            "load_roles": roles,
         },
         "Authenticator": {"allowed_users": list(options.users)},
         "DummyAuthenticator": {"password": password},
@@ -160,6 +232,7 @@ def hub_config(
             "api_url": options.proxy_api_url,
             "command": chp_command,
             "pid_file": str(state / "proxy.pid"),
+            "extra_routes": extra_routes,
         },
         "Spawner": {
             "cmd": singleuser_cmd,
@@ -181,8 +254,10 @@ def hub_config(
             "home_dir_template": str(state / "{username}" / "home"),
             "proxy_api_url": options.proxy_api_url,
             "sidecar_ports": options.sidecar_ports,
+            "public_hosts": public_hosts(options),
             "mcp_policy": options.policy,
             "sidecar_log_template": str(state / "{username}" / "sidecar{servername}.log"),
+            **oauth,
         },
     }
 
@@ -205,6 +280,18 @@ class Endpoint:
             **endpoint.mcp_http_config(self.url, self.token, self.server_name),
             "mcpRemote": endpoint.mcp_remote_config(self.url, self.token, self.server_name),
         }
+
+
+def public_hosts(options: DemoOptions) -> list[str]:
+    """The ``host:port`` names clients reach the demo's proxy at, which the proxy passes on as the
+    Host header: the sidecars accept these (and their own address) and refuse any other, the
+    SDK's DNS-rebinding check. A proxy on every interface is reached by names this plan cannot
+    know (the machine's, its addresses): ``*``, the check off, as behind an Ingress."""
+    if options.ip in ("", "0.0.0.0", "::"):
+        return ["*"]
+    names = [] if options.ip in ("127.0.0.1", "localhost") else [options.ip]
+    names = [f"[{n}]" if ":" in n else n for n in names]
+    return [f"{name}:{options.port}" for name in [*names, "127.0.0.1", "localhost"]]
 
 
 def endpoint_url(options: DemoOptions, user: str, server_name: str = "") -> str:

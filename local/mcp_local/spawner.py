@@ -24,6 +24,7 @@ import httpx
 import psutil
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from jupyterhub.utils import wait_for_http_server
+from mcp_operator import endpoint
 from mcp_operator.policy import Policy
 from traitlets import Dict, Float, Integer, List, Unicode, default
 
@@ -59,6 +60,13 @@ class MCPLocalSpawner(SimpleLocalProcessSpawner):
     )
     sidecar_ready_timeout = Float(60.0, config=True, help="seconds to wait for the sidecar's /readyz")
     sidecar_stop_timeout = Float(10.0, config=True, help="seconds between SIGTERM and SIGKILL")
+    public_hosts = List(
+        Unicode(), config=True, help="host:port names of the public proxy: the Host headers sidecars accept"
+    )
+    authorization_server = Unicode(
+        "", config=True, help="issuer URL of the MCP authorization server; empty: sidecars advertise no OAuth"
+    )
+    hub_public_url = Unicode("", config=True, help="the hub's public URL (the proxy's), for endpoint URLs")
 
     sidecar_pid = Integer(0)
     sidecar_port = Integer(0)
@@ -127,6 +135,8 @@ class MCPLocalSpawner(SimpleLocalProcessSpawner):
             Policy.from_object(self.mcp_policy or demo_policy()),
             jupyter_url=jupyter_url,
             port=self.sidecar_port,
+            public_hosts=self.public_hosts,
+            oauth=self._oauth_environment(),
         )
         log_path = self._log_path()
         if log_path is not None:
@@ -157,6 +167,19 @@ class MCPLocalSpawner(SimpleLocalProcessSpawner):
         target = f"http://127.0.0.1:{self.sidecar_port}"
         await self._routes().add(self.mcp_route, target, user=self.user.name, server_name=self.name or "")
         self.log.info("MCP route %s -> %s", self.mcp_route, target)
+
+    def _oauth_environment(self) -> dict[str, str]:
+        """The endpoint's public URL and the authorization server, so a 401 points clients at it."""
+        if not (self.authorization_server and self.hub_public_url):
+            return {}
+        url = endpoint.endpoint_url(
+            self.user.name,
+            self.name or "",
+            route_host=None,
+            hub_public_url=self.hub_public_url,
+            path=self.mcp_route,
+        )
+        return {"MCP_RESOURCE_URL": url, "MCP_AUTHORIZATION_SERVERS": self.authorization_server}
 
     async def _wait_server_up(self, url: str) -> None:
         """Wait for the Jupyter server's HTTP, but give up at once if its process exits."""
