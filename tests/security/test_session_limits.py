@@ -8,6 +8,7 @@ the per-session state (open_notebook's default path) was never forgotten with a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from tests.harness.jupyter import JupyterProcess, RunningSidecar, sidecar_in_process
+from tests.harness.mcp import INITIALIZE, MCP_HEADERS
 from tests.harness.raw_mcp import RawSession, open_raw_session, result_text
 
 pytestmark = [pytest.mark.timeout(300)]
@@ -81,6 +83,38 @@ async def test_at_the_cap_the_oldest_idle_session_goes_and_a_busy_one_stays(
     assert "survived" in result_text(await running)  # the busy one was never cut off
     assert (await busy.post(LIST_TOOLS)).status_code == 200
     assert capped.app.state.session_manager.open_sessions == 3  # type: ignore[attr-defined]
+
+
+async def test_when_every_session_is_busy_a_new_one_is_refused_and_none_is_cut_off(
+    capped: RunningSidecar,
+) -> None:
+    """Open GET streams make a session busy: with all three busy, the fourth gets 503."""
+    async with contextlib.AsyncExitStack() as streams:
+        sessions = []
+        for _ in range(3):
+            session = await open_raw_session(capped)
+            headers = {
+                "Accept": "text/event-stream",
+                "Mcp-Session-Id": session.session_id,
+                "Mcp-Protocol-Version": "2025-06-18",
+                **capped.headers,
+            }
+            http = await streams.enter_async_context(httpx.AsyncClient(timeout=60))
+            stream = await streams.enter_async_context(http.stream("GET", capped.url, headers=headers))
+            assert stream.status_code == 200
+            sessions.append(session)
+        async with httpx.AsyncClient(timeout=30) as http:
+            refused = await http.post(capped.url, json=INITIALIZE, headers={**MCP_HEADERS, **capped.headers})
+        assert refused.status_code == 503, refused.text
+        for session in sessions:
+            assert (await session.post(LIST_TOOLS)).status_code == 200
+
+
+def test_the_oldest_idle_session_is_the_one_with_the_earliest_idle_deadline() -> None:
+    from mcp_sidecar.sessions import oldest_idle
+
+    assert oldest_idle({"a": 5.0, "busy": None, "c": 3.0}) == "c"
+    assert oldest_idle({"busy": None, "also-busy": None}) is None
 
 
 async def test_an_idle_session_expires_with_what_it_held(short_lived: RunningSidecar) -> None:
