@@ -45,7 +45,9 @@ def build_app(
     hub_oauth = HubOAuth(api_token=settings.hub_api_token, api_url=settings.hub_api_url, cache_max_age=0)
     prefix = settings.service_prefix.rstrip("/")
     issuer = AnyHttpUrl(settings.issuer)
-    registration = ClientRegistrationOptions(enabled=True, valid_scopes=list(resource_metadata.OAUTH_SCOPES))
+    # A client that registers without naming scopes may ask for any tier: the user still decides.
+    scopes = list(resource_metadata.OAUTH_SCOPES)
+    registration = ClientRegistrationOptions(enabled=True, valid_scopes=scopes, default_scopes=scopes)
     revocation = RevocationOptions(enabled=True)
     sdk_routes = create_auth_routes(provider, issuer, None, registration, revocation)  # type: ignore[arg-type]
     metadata = build_metadata(issuer, None, registration, revocation)

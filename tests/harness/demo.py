@@ -78,6 +78,11 @@ class DemoProcess:
     def text(self) -> str:
         return self.output.read_text(errors="replace")
 
+    @property
+    def password(self) -> str:
+        """Every demo user's password at the hub's login page (DummyAuthenticator)."""
+        return (self.state / "password").read_text().strip()[:16]
+
     def routes(self) -> dict[str, Any]:
         return httpx.get(self.proxy_api, headers=self.proxy_headers, timeout=10).json()
 

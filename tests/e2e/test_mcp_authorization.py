@@ -1,0 +1,327 @@
+"""MCP authorization in local mode: a client given only ``http://<proxy>/user/<name>/mcp`` logs in
+through the hub and works.
+
+Real parts throughout: the demo's JupyterHub, proxy, sidecars and authorization server; the MCP
+SDK's own OAuth client (``OAuthClientProvider``, dynamic registration); a headless Debian Chromium
+driven by Playwright for the person at the hub's login page and the consent page. The bad-input
+tests speak OAuth to the authorization server with plain HTTP, a code obtained through the same
+browser, and check the RFC's error codes and what the hub then says about the tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from tests.harness.demo import DemoProcess, User
+from tests.harness.mcp import call, fails, text
+from tests.harness.oauth import Login, Person, Redirect, chromium, loopback_redirect, oauth_mcp_client
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Any]:
+    async with chromium() as running:
+        yield running
+
+
+@pytest.fixture
+async def redirect() -> AsyncIterator[Redirect]:
+    async with loopback_redirect() as listener:
+        yield listener
+
+
+def person(demo: DemoProcess, browser: Any, redirect: Redirect, user: str, **kw: Any) -> Person:
+    return Person(browser, redirect, user, demo.password, **kw)
+
+
+async def hub_scopes(demo: DemoProcess, token: str) -> list[str] | None:
+    """What the hub says a token may do (None: the hub does not know it: revoked or expired)."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        reply = await http.get(f"{demo.hub_api}/user", headers={"Authorization": f"token {token}"})
+    if reply.status_code in (401, 403):
+        return None
+    assert reply.status_code == 200, reply.text
+    scopes = reply.json()["scopes"]
+    # Besides the hub's identify scopes (read:users:name!user=... and the like), nothing that opens
+    # anything: no access:servers, no tokens, no admin.
+    assert not [s for s in scopes if s.startswith(("access:", "tokens", "admin", "servers"))], scopes
+    return sorted(s for s in scopes if s.startswith("custom:"))
+
+
+async def test_the_sdk_client_connects_with_only_the_url_and_runs_a_cell(
+    demo: DemoProcess, alice: User, browser: Any, redirect: Redirect
+) -> None:
+    login = Login(person(demo, browser, redirect, "alice"))
+    async with oauth_mcp_client(alice.url, login, client_name="Pytest Agent") as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        assert {"create_notebook", "insert_and_execute", "read_notebook"} <= tools
+        await call(client, "create_notebook", path="by-url.ipynb")
+        result = await call(client, "insert_and_execute", path="by-url.ipynb", source="print(6 * 7)")
+        assert "42" in text(result)
+
+    # The browser was sent to the hub's login and to our consent page, naming client and server.
+    assert login.authorization_urls and login.authorization_urls[0].startswith(
+        f"{demo.public_url}/services/mcp-auth/authorize?"
+    )
+    consent = login.person.pages_seen[0]
+    assert "Pytest Agent" in consent and "alice/" in consent and alice.url in consent
+    tokens = login.storage.tokens
+    assert tokens is not None and tokens.refresh_token and tokens.expires_in == 3600
+    assert tokens.scope == "mcp:read mcp:edit mcp:execute"
+    # A hub token of alice's with only the MCP scope on her one server (the hub adds subscopes).
+    assert await hub_scopes(demo, tokens.access_token) == [
+        "custom:mcp:edit!server=alice/",
+        "custom:mcp:execute!server=alice/",
+        "custom:mcp:read!server=alice/",
+    ]
+    async with httpx.AsyncClient(timeout=30) as http:
+        bearer = {"Authorization": f"Bearer {tokens.access_token}"}
+        # It does not open the Jupyter server's own API ...
+        assert (await http.get(f"{alice.server_url}api/contents", headers=bearer)).status_code == 403
+        # ... and it is noted with the client's name on alice's token page (the hub's token list).
+        listed = await http.get(f"{demo.hub_api}/users/alice/tokens", headers=demo.service_headers)
+        notes = [t["note"] for t in listed.json()["api_tokens"]]
+        assert any("Pytest Agent" in (n or "") for n in notes), notes
+
+
+async def test_the_user_may_grant_less_than_asked(
+    demo: DemoProcess, alice: User, browser: Any, redirect: Redirect
+) -> None:
+    login = Login(person(demo, browser, redirect, "alice", tier="read"))
+    async with oauth_mcp_client(alice.url, login) as client:
+        await call(client, "list_files")
+        refused = await fails(client, "create_notebook", path="not-with-read.ipynb")
+        assert "read" in refused
+    assert login.storage.tokens is not None and login.storage.tokens.scope == "mcp:read"
+    assert await hub_scopes(demo, login.storage.tokens.access_token) == ["custom:mcp:read!server=alice/"]
+
+
+async def test_bob_cannot_consent_to_alices_server(
+    demo: DemoProcess, alice: User, browser: Any, redirect: Redirect
+) -> None:
+    login = Login(person(demo, browser, redirect, "bob"))
+    with pytest.raises(BaseException) as refused:  # the SDK client gives up: no code came back
+        async with oauth_mcp_client(alice.url, login) as client:
+            await client.list_tools()
+    assert "no authorization" in repr(refused.value) or "PermissionError" in repr(refused.value)
+    assert len(login.person.pages_seen) == 1
+    page = login.person.pages_seen[0]
+    assert "Not your server" in page and "signed in as bob" in page, page
+    assert not login.person.answers  # nothing went back to the client: no code, no redirect
+
+
+# --- bad input, spoken to the authorization server directly ----------------------------------------
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    return verifier, challenge
+
+
+class RawClient:
+    """A registered OAuth client driven by hand (httpx), for the requests the SDK never sends."""
+
+    def __init__(self, demo: DemoProcess, redirect: Redirect) -> None:
+        self.base = f"{demo.public_url}/services/mcp-auth"
+        self.redirect = redirect
+        self.http = httpx.AsyncClient(timeout=30)
+        self.client_id = ""
+        self.client_secret = ""
+
+    async def register(self, redirect_uris: list[str] | None = None) -> httpx.Response:
+        reply = await self.http.post(
+            f"{self.base}/register",
+            json={
+                "client_name": "raw client",
+                "redirect_uris": redirect_uris or [self.redirect.uri],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+            },
+        )
+        if reply.status_code == 201:
+            self.client_id = reply.json()["client_id"]
+            self.client_secret = reply.json()["client_secret"]
+        return reply
+
+    def authorize_url(self, challenge: str, resource: str, **extra: str) -> str:
+        query = {
+            "response_type": "code",
+            "client_id": self.client_id,
+            "redirect_uri": self.redirect.uri,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "state": "s1",
+            "scope": "mcp:execute",
+            "resource": resource,
+            **extra,
+        }
+        return f"{self.base}/authorize?{urlencode({k: v for k, v in query.items() if v})}"
+
+    async def token(self, **form: str) -> httpx.Response:
+        body = {"client_id": self.client_id, "client_secret": self.client_secret, **form}
+        return await self.http.post(f"{self.base}/token", data=body)
+
+    async def code(self, who: Person, resource: str) -> tuple[str, str]:
+        verifier, challenge = pkce()
+        result = await who.authorize(self.authorize_url(challenge, resource))
+        assert result is not None, who.pages_seen
+        return result.code, verifier
+
+    async def exchange(self, code: str, verifier: str, redirect_uri: str = "") -> httpx.Response:
+        return await self.token(
+            grant_type="authorization_code",
+            code=code,
+            code_verifier=verifier,
+            redirect_uri=redirect_uri or self.redirect.uri,
+        )
+
+
+@pytest.fixture
+async def raw(demo: DemoProcess, redirect: Redirect) -> AsyncIterator[RawClient]:
+    client = RawClient(demo, redirect)
+    assert (await client.register()).status_code == 201
+    try:
+        yield client
+    finally:
+        await client.http.aclose()
+
+
+def oauth_error(reply: httpx.Response, status: int = 400) -> str:
+    assert reply.status_code == status, reply.text
+    return str(reply.json()["error"])
+
+
+async def test_wrong_pkce_verifier_is_invalid_grant_and_burns_the_code(
+    demo: DemoProcess, alice: User, browser: Any, raw: RawClient
+) -> None:
+    code, verifier = await raw.code(person(demo, browser, raw.redirect, "alice"), alice.url)
+    assert oauth_error(await raw.exchange(code, "x" * 50)) == "invalid_grant"
+    # Single use: the right verifier after a wrong one gets nothing either.
+    assert oauth_error(await raw.exchange(code, verifier)) == "invalid_grant"
+
+
+async def test_a_replayed_code_is_refused_and_revokes_what_it_gave(
+    demo: DemoProcess, alice: User, browser: Any, raw: RawClient
+) -> None:
+    code, verifier = await raw.code(person(demo, browser, raw.redirect, "alice"), alice.url)
+    first = await raw.exchange(code, verifier)
+    assert first.status_code == 200, first.text
+    access = first.json()["access_token"]
+    assert await hub_scopes(demo, access) is not None
+    assert oauth_error(await raw.exchange(code, verifier)) == "invalid_grant"
+    assert await hub_scopes(demo, access) is None  # RFC 6749 §4.1.2: revoked at the hub
+
+
+async def test_a_redirect_uri_that_does_not_match_is_refused(
+    demo: DemoProcess, alice: User, browser: Any, raw: RawClient
+) -> None:
+    code, verifier = await raw.code(person(demo, browser, raw.redirect, "alice"), alice.url)
+    # The SDK's token handler answers invalid_request here (RFC 6749 §5.2 suggests invalid_grant).
+    reply = await raw.exchange(code, verifier, redirect_uri="http://127.0.0.1:1/elsewhere")
+    assert oauth_error(reply) in ("invalid_request", "invalid_grant")
+
+
+async def test_refresh_rotates_and_a_reused_refresh_token_revokes_the_grant(
+    demo: DemoProcess, alice: User, browser: Any, raw: RawClient
+) -> None:
+    code, verifier = await raw.code(person(demo, browser, raw.redirect, "alice"), alice.url)
+    issued = (await raw.exchange(code, verifier)).json()
+    renewed = await raw.token(grant_type="refresh_token", refresh_token=issued["refresh_token"])
+    assert renewed.status_code == 200, renewed.text
+    fresh = renewed.json()
+    assert fresh["refresh_token"] != issued["refresh_token"]
+    assert fresh["access_token"] != issued["access_token"]
+    assert await hub_scopes(demo, issued["access_token"]) is None  # the old one is revoked on rotation
+    assert await hub_scopes(demo, fresh["access_token"]) is not None
+    # The rotated-away refresh token again: refused, and the whole grant goes.
+    again = await raw.token(grant_type="refresh_token", refresh_token=issued["refresh_token"])
+    assert oauth_error(again) == "invalid_grant"
+    assert await hub_scopes(demo, fresh["access_token"]) is None
+    after = await raw.token(grant_type="refresh_token", refresh_token=fresh["refresh_token"])
+    assert oauth_error(after) == "invalid_grant"
+
+
+async def test_revocation_kills_the_hub_token(
+    demo: DemoProcess, alice: User, browser: Any, raw: RawClient
+) -> None:
+    code, verifier = await raw.code(person(demo, browser, raw.redirect, "alice"), alice.url)
+    issued = (await raw.exchange(code, verifier)).json()
+    reply = await raw.http.post(
+        f"{raw.base}/revoke",
+        data={
+            "token": issued["refresh_token"],
+            "client_id": raw.client_id,
+            "client_secret": raw.client_secret,
+        },
+    )
+    assert reply.status_code == 200, reply.text
+    assert await hub_scopes(demo, issued["access_token"]) is None
+    refused = await raw.token(grant_type="refresh_token", refresh_token=issued["refresh_token"])
+    assert oauth_error(refused) == "invalid_grant"
+
+
+async def test_a_resource_that_is_no_users_server_is_invalid_target(
+    demo: DemoProcess, raw: RawClient
+) -> None:
+    _, challenge = pkce()
+    for resource in (f"{demo.public_url}/hub/api", "https://elsewhere.example/user/alice/mcp"):
+        reply = await raw.http.get(raw.authorize_url(challenge, resource))
+        assert reply.status_code == 302, reply.text
+        assert reply.headers["location"].startswith(raw.redirect.uri)
+        assert "error=invalid_target" in reply.headers["location"]
+
+
+async def test_missing_pkce_is_refused(demo: DemoProcess, alice: User, raw: RawClient) -> None:
+    reply = await raw.http.get(raw.authorize_url("", alice.url))
+    assert reply.status_code == 302
+    assert (
+        "error=invalid_request" in reply.headers["location"] and "code_challenge" in reply.headers["location"]
+    )
+
+
+async def test_a_redirect_uri_off_loopback_over_http_cannot_be_registered(
+    demo: DemoProcess, redirect: Redirect
+) -> None:
+    client = RawClient(demo, redirect)
+    try:
+        reply = await client.register(["http://attacker.example/callback"])
+        assert oauth_error(reply) == "invalid_redirect_uri"
+    finally:
+        await client.http.aclose()
+
+
+async def test_a_forged_consent_form_is_refused(
+    demo: DemoProcess, alice: User, browser: Any, raw: RawClient
+) -> None:
+    """CSRF: a POST to the consent endpoint without the page's token is refused, even from a
+    browser that is signed in (its session cookie rides along)."""
+    _, challenge = pkce()
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        await page.goto(raw.authorize_url(challenge, alice.url))
+        await page.fill('input[name="username"]', "alice")
+        await page.fill('input[name="password"]', demo.password)
+        await page.click("#login_submit")
+        await page.wait_for_url("**/consent?**")
+        request_id = await page.input_value('input[name="request"]')
+        forged = await context.request.post(
+            f"{raw.base}/consent",
+            form={"request": request_id, "csrf": "0" * 64, "decision": "allow", "tier": "execute"},
+            max_redirects=0,
+        )
+        assert forged.status == 403
+        assert "CSRF" in await forged.text()
+        assert not raw.redirect.landed  # no code went anywhere
+    finally:
+        await context.close()
