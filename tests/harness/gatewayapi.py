@@ -17,8 +17,9 @@ from typing import Any
 
 GATEWAY_API_VERSION = "v1.6.3"
 MODULE = "sigs.k8s.io/gateway-api"
-# What route mode gateway needs (HTTPRoute) and what it refers to (Gateway, GatewayClass).
-CRDS = ("gatewayclasses", "gateways", "httproutes", "referencegrants")
+# What route mode gateway needs (HTTPRoute) and what it refers to (Gateway, GatewayClass); and
+# what Traefik's Gateway provider watches besides (it routes nothing until all its informers sync).
+CRDS = ("gatewayclasses", "gateways", "httproutes", "referencegrants", "grpcroutes", "backendtlspolicies")
 
 
 def crd_files(version: str = GATEWAY_API_VERSION) -> list[Path]:

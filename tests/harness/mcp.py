@@ -37,18 +37,17 @@ MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": 
 @contextlib.asynccontextmanager
 async def mcp_client(url: str, token: str, *, legacy: bool = True) -> AsyncIterator[Client]:
     """``legacy`` uses the initialize handshake, which gives the client an Mcp-Session-Id."""
-    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
-    async with mcp_client_over(http, url, legacy=legacy) as client:
-        yield client
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http:
+        async with mcp_client_over(http, url, legacy=legacy) as client:
+            yield client
 
 
 @contextlib.asynccontextmanager
 async def mcp_client_over(http: Any, url: str, *, legacy: bool = True) -> AsyncIterator[Client]:
-    """The SDK client on the caller's HTTP client (its headers, transport, TLS), closed with it."""
-    async with http:
-        transport = streamable_http_client(url, http_client=http)
-        async with Client(transport, mode="legacy" if legacy else "auto") as client:
-            yield client
+    """The SDK client on the caller's open HTTP client (its headers, transport, TLS)."""
+    transport = streamable_http_client(url, http_client=http)
+    async with Client(transport, mode="legacy" if legacy else "auto") as client:
+        yield client
 
 
 def text(result: CallToolResult) -> str:
