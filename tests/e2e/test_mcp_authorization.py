@@ -325,3 +325,26 @@ async def test_a_forged_consent_form_is_refused(
         assert not raw.redirect.landed  # no code went anywhere
     finally:
         await context.close()
+
+
+async def test_discovery_documents_are_where_clients_look(demo: DemoProcess, alice: User, bob: User) -> None:
+    """The 401's resource_metadata URL (the sidecar), the RFC 9728 path at the hub's origin and the
+    RFC 8414 path-aware metadata (both routed through the proxy to the authorization server)."""
+    issuer = f"{demo.public_url}/services/mcp-auth"
+    async with httpx.AsyncClient(timeout=30) as http:
+        challenge = (await http.post(alice.url, json={})).headers["www-authenticate"]
+        assert f'resource_metadata="{alice.url}/.well-known/oauth-protected-resource"' in challenge
+        from_sidecar = (await http.get(f"{alice.url}/.well-known/oauth-protected-resource")).json()
+        at_origin = (
+            await http.get(f"{demo.public_url}/.well-known/oauth-protected-resource/user/bob/mcp")
+        ).json()
+        unknown = await http.get(f"{demo.public_url}/.well-known/oauth-protected-resource/hub/api")
+        metadata = (
+            await http.get(f"{demo.public_url}/.well-known/oauth-authorization-server/services/mcp-auth")
+        ).json()
+    assert from_sidecar["resource"] == alice.url and from_sidecar["authorization_servers"] == [issuer]
+    assert at_origin["resource"] == bob.url and at_origin["authorization_servers"] == [issuer]
+    assert unknown.status_code == 404
+    assert metadata["issuer"] == issuer
+    assert metadata["code_challenge_methods_supported"] == ["S256"]
+    assert {"registration_endpoint", "revocation_endpoint"} <= set(metadata)
