@@ -8,8 +8,9 @@ Ingress, lined up with Z2JH's own (same host, class and TLS Secret: what the cha
 ``route.ingress`` values give the default policy); a second policy routes one user by HTTPRoute,
 attached to Z2JH's Gateway. A real MCP client reaches each user's endpoint through Traefik over
 TLS (the certificate is checked against the host) with the token from the user's Secret, at the
-URL the Secret advertises (the gateway user's name has an `@`, as e-mail logins give, in the
-HTTPRoute's path), and an idle event stream stays open through Traefik.
+URL the Secret advertises, with ``hub.baseUrl: /jhub/`` (the gateway user's is a named server
+whose user name has an `@`, as e-mail logins give, in the HTTPRoute's path); an idle event
+stream stays open through Traefik.
 
 What is simulated (see tests/harness/traefik.py): no DNS and no LoadBalancer; the client sends
 each host to Traefik's loopback ports. Z2JH's own Ingress and HTTPRoute point at proxy-public,
@@ -53,10 +54,13 @@ GATEWAY = "jupyter-gateway"
 CLASS = "traefik"
 INGRESS_USER = "ivan"
 GATEWAY_USER = "hana@example.org"  # an `@` in the HTTPRoute path, as e-mail logins give
+GATEWAY_SERVER = "lab.1"  # a named server (with a dot) behind the gateway
+BASE = "/jhub/"  # hub.baseUrl: every path carries it
 
 
 def z2jh_values(traefik: Traefik) -> dict[str, Any]:
     return {
+        "hub": {"baseUrl": BASE, "allowNamedServers": True},
         "ingress": {
             "enabled": True,
             "ingressClassName": CLASS,
@@ -147,8 +151,8 @@ def stack(
             "by-gateway",
             {"selection": selection, "tokens": {"issue": True}, "route": gateway_route},
         )
-        for user in (INGRESS_USER, GATEWAY_USER):
-            stack.spawn(user)
+        stack.spawn(INGRESS_USER)
+        stack.spawn(GATEWAY_USER, GATEWAY_SERVER)
         yield stack
 
 
@@ -170,7 +174,8 @@ def test_the_ingress_lines_up_with_z2jhs_own(stack: McpStack) -> None:
     assert mine.spec.ingress_class_name == z2jh.spec.ingress_class_name == CLASS
     assert mine.spec.rules[0].host == z2jh.spec.rules[0].host == INGRESS_HOST
     assert mine.spec.tls[0].secret_name == z2jh.spec.tls[0].secret_name == TLS_SECRET
-    assert mine.spec.rules[0].http.paths[0].path == f"/user/{INGRESS_USER}/mcp"
+    assert mine.spec.rules[0].http.paths[0].path == f"{BASE}user/{INGRESS_USER}/mcp"
+    assert z2jh.spec.rules[0].http.paths[0].path == BASE
 
 
 async def test_an_mcp_client_reaches_the_endpoint_through_traefiks_ingress(
@@ -182,14 +187,14 @@ async def test_an_mcp_client_reaches_the_endpoint_through_traefiks_ingress(
 async def test_an_mcp_client_reaches_the_endpoint_through_traefiks_gateway(
     stack: McpStack, traefik: Traefik, controlplane: Any
 ) -> None:
-    await reach_through_traefik(stack, traefik, controlplane, GATEWAY_USER, GATEWAY_HOST)
+    await reach_through_traefik(stack, traefik, controlplane, GATEWAY_USER, GATEWAY_HOST, GATEWAY_SERVER)
 
 
 async def reach_through_traefik(
-    stack: McpStack, traefik: Traefik, controlplane: Any, user: str, host: str
+    stack: McpStack, traefik: Traefik, controlplane: Any, user: str, host: str, server: str = ""
 ) -> None:
-    secret = stack.token_secret(user)
-    url = f"https://{host}/user/{user}/mcp"
+    secret = stack.token_secret(user, server)
+    url = f"https://{host}{BASE}user/{user}/" + (f"{server}/" if server else "") + "mcp"
     assert secret["url"] == url  # what the Secret advertises is where the endpoint answers
     headers = {"Authorization": f"Bearer {secret['token']}"}
     async with routed_http_client(routes(traefik), headers=headers, ca_pem=controlplane.ca_pem) as http:
@@ -245,7 +250,7 @@ async def test_an_idle_event_stream_stays_open_through_traefik(
     """Traefik's entry points keep a response stream open without a deadline (its 60 s
     readTimeout is for reading the request); the SDK's keep-alive comments come through."""
     secret = stack.token_secret(INGRESS_USER)
-    url = f"https://{INGRESS_HOST}/user/{INGRESS_USER}/mcp"
+    url = f"https://{INGRESS_HOST}{BASE}user/{INGRESS_USER}/mcp"
     headers = {"Authorization": f"Bearer {secret['token']}"}
     async with routed_http_client(routes(traefik), headers=headers, ca_pem=controlplane.ca_pem) as http:
         await eventually_routed(http, url, traefik)
