@@ -66,7 +66,7 @@ class NotebookTools:
         self.guard = guard
         self.server = server or JupyterServer(settings.jupyter_base_url, settings.jupyter_token)
         self.notebooks = Notebooks(self.server)
-        self.kernels = Kernels(self.server)
+        self.kernels = Kernels(self.server, self.notebooks)
         self.executor = Executor(self.kernels, self.notebooks)
         self.sessions = SessionDefaults()
 

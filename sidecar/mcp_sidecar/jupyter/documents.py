@@ -76,6 +76,12 @@ class Room:
     def cells(self) -> YCells:
         return YCells(self.notebook, self._snapshot.cells)
 
+    def metadata(self) -> dict[str, Any]:
+        """The notebook's metadata (kernelspec, language_info, ...) as the room holds it."""
+        meta = self.notebook._ymeta.to_py() or {}
+        metadata = meta.get("metadata")
+        return metadata if isinstance(metadata, dict) else {}
+
     async def wait_synced(self) -> None:
         await asyncio.wait(
             [asyncio.ensure_future(self.synced.wait()), asyncio.ensure_future(self.closed.wait())],
@@ -156,6 +162,14 @@ class Notebooks:
             give_cells_ids(model["content"])  # an nbformat 4.4 file is saved as 4.5, with cell ids
             yield ListCells(model["content"])
             await self._save_checked(path, model)
+
+    def open_room_metadata(self, path: str) -> dict[str, Any] | None:
+        """The metadata of ``path`` from its room when this sidecar holds one open and synced (no
+        request: the file may be mid-save), else None."""
+        room = self._rooms.get(path)
+        if room is None or room.closed.is_set() or not room.synced.is_set():
+            return None
+        return room.metadata()
 
     async def aclose(self) -> None:
         for timer in self._idle_timers.values():

@@ -24,6 +24,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from .documents import Notebooks
 from .errors import JupyterError
 from .paths import kernel_url, require_kernel_id
 from .server import JupyterServer
@@ -272,8 +273,9 @@ def _session_path(session: dict[str, Any]) -> str:
 class Kernels:
     """Which kernel serves which notebook, the connections to them, and recent executions."""
 
-    def __init__(self, server: JupyterServer) -> None:
+    def __init__(self, server: JupyterServer, notebooks: Notebooks | None = None) -> None:
         self.server = server
+        self.notebooks = notebooks  # for notebook metadata from an open collaboration room
         self._connections: dict[str, KernelConnection] = {}
         self._connect_locks: dict[str, asyncio.Lock] = {}
         self._path_locks: dict[str, asyncio.Lock] = {}
@@ -336,8 +338,12 @@ class Kernels:
     async def _kernel_name(self, path: str) -> str | None:
         """The kernel the notebook asks for (metadata.kernelspec.name); None = the server's default.
 
-        Also the existence check: POST /api/sessions starts a kernel for any path, even a typo."""
-        metadata = ((await self._notebook(path)).get("content") or {}).get("metadata") or {}
+        Also the existence check: POST /api/sessions starts a kernel for any path, even a typo.
+        From the notebook's room when one is open here (the room exists only for an existing
+        notebook, and the file it rewrites in place may be mid-save), else from the file."""
+        metadata = self.notebooks.open_room_metadata(path) if self.notebooks else None
+        if metadata is None:
+            metadata = ((await self._notebook(path)).get("content") or {}).get("metadata") or {}
         spec = metadata.get("kernelspec")
         name = spec.get("name") if isinstance(spec, dict) else None
         return name if isinstance(name, str) and name else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -9,6 +10,12 @@ import httpx
 
 from .errors import JupyterError
 from .paths import api_url, kernel_url
+
+# Jupyter saves a notebook in place (truncate, then write), the collaboration room ~0.2 s after
+# every change, so a read can land on a half-written file and get "400 Unreadable Notebook ...
+# NotJSONError". A save takes milliseconds: that answer is read again a few times before it counts.
+HALF_WRITTEN_TRIES = 4
+HALF_WRITTEN_PAUSE = 0.05  # s between tries
 
 
 class JupyterServer:
@@ -65,12 +72,17 @@ class JupyterServer:
     async def get_contents(
         self, path: str, *, content: bool = True, what: str | None = None, missing: str | None = None
     ) -> dict[str, Any]:
-        response = await self.request(
-            "GET",
-            api_url("contents", path=path),
-            params={"content": "1" if content else "0"},
-            what=what or f"reading {path!r}",
-        )
+        for attempt in range(HALF_WRITTEN_TRIES):
+            if attempt:
+                await asyncio.sleep(HALF_WRITTEN_PAUSE)
+            response = await self.request(
+                "GET",
+                api_url("contents", path=path),
+                params={"content": "1" if content else "0"},
+                what=what or f"reading {path!r}",
+            )
+            if not is_half_written(response.status_code, response.text):
+                break
         if response.status_code == 404:
             raise JupyterError(missing or f"{path!r} does not exist on the Jupyter server")
         _raise_for(response, f"reading {path!r}")
@@ -180,6 +192,11 @@ class JupyterServer:
             raise JupyterError(f"kernel {kernel_id} does not exist (it was shut down or culled)")
         _raise_for(response, f"restarting kernel {kernel_id}")
         return response.json()
+
+
+def is_half_written(status: int, body: str) -> bool:
+    """Whether a Contents API answer says the notebook file was read mid-save (transient)."""
+    return status == 400 and "Unreadable Notebook" in body
 
 
 def _reason(response: httpx.Response) -> str:
