@@ -10,18 +10,22 @@ browser, and check the RFC's error codes and what the hub then says about the to
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import re
 import secrets
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
 import pytest
 
 from tests.harness.demo import DemoProcess, User
-from tests.harness.mcp import call, fails, text
+from tests.harness.mcp import call, fails, mcp_remote_client, text
 from tests.harness.oauth import Login, Person, Redirect, chromium, loopback_redirect, oauth_mcp_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -348,3 +352,38 @@ async def test_discovery_documents_are_where_clients_look(demo: DemoProcess, ali
     assert metadata["issuer"] == issuer
     assert metadata["code_challenge_methods_supported"] == ["S256"]
     assert {"registration_endpoint", "revocation_endpoint"} <= set(metadata)
+
+
+async def test_mcp_remote_with_no_headers_logs_in_through_the_hub(
+    demo: DemoProcess, alice: User, browser: Any, tmp_path: Path
+) -> None:
+    """``npx mcp-remote <url>`` with no token at all: it discovers the authorization server,
+    registers, prints the authorization URL (no desktop browser here) and waits on its own loopback
+    callback; the browser step is done by Chromium as above."""
+    entry = {"command": "npx", "args": ["-y", "mcp-remote", alice.url, "--allow-http"]}
+
+    async def agent() -> str:
+        async with mcp_remote_client(entry, tmp_path) as client:
+            await call(client, "create_notebook", path="via-mcp-remote.ipynb")
+            result = await call(
+                client, "insert_and_execute", path="via-mcp-remote.ipynb", source="print(2**10)"
+            )
+            return text(result)
+
+    running = asyncio.create_task(agent())
+    log = tmp_path / "mcp-remote.log"
+    deadline = time.monotonic() + 120
+    url = None
+    while url is None:
+        assert not running.done(), running.exception() if running.done() else ""
+        assert time.monotonic() < deadline, log.read_text() if log.exists() else "no mcp-remote log"
+        found = re.search(
+            r"(http://\S+/services/mcp-auth/authorize\?\S+)", log.read_text() if log.exists() else ""
+        )
+        url = found.group(1) if found else None
+        await asyncio.sleep(0.2)
+    callback = parse_qs(urlparse(url).query)["redirect_uri"][0]
+    assert urlparse(callback).hostname in ("localhost", "127.0.0.1")
+    someone = Person(browser, Redirect(callback), "alice", demo.password)
+    await someone.authorize(url)  # lands on mcp-remote's own callback server, which takes the code
+    assert "1024" in await asyncio.wait_for(running, 120)
