@@ -24,10 +24,14 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
+import yaml
+from kubernetes import client
 
 from tests.harness.mcp import call, idle_stream, mcp_client, mcp_remote_client, text
+from tests.harness.netpol import Endpoint, connection_allowed
 from tests.harness.operator import create_policy
-from tests.harness.paths import eventually
+from tests.harness.paths import REPO, eventually
+from tests.harness.z2jh import deep_merge
 from tests.harness.z2jh_stack import McpStack, running_stack
 
 pytestmark = [pytest.mark.z2jh, pytest.mark.controlplane, pytest.mark.hub]
@@ -151,3 +155,73 @@ async def test_an_idle_event_stream_stays_open_through_chp(stack: McpStack) -> N
         stream = await idle_stream(http, url, seconds=20)
     assert stream.closed_after is None, f"CHP closed the idle stream after {stream.closed_after:.1f} s"
     assert stream.pings, "no keep-alive comment reached the client through CHP in 20 s"
+
+
+def docs_proxy_egress_values() -> dict[str, Any]:
+    """The Z2JH values docs/zero-to-jupyterhub.md gives for CNIs that enforce egress."""
+    doc = (REPO / "docs" / "zero-to-jupyterhub.md").read_text()
+    after = doc.split("On a CNI that enforces egress", 1)[1]
+    block = after.split("```yaml\n", 1)[1].split("```", 1)[0]
+    return yaml.safe_load(block)
+
+
+def test_network_policies_let_chp_reach_the_sidecar_and_nobody_else(stack: McpStack) -> None:
+    """The real NetworkPolicies of the namespace (Z2JH's and ours), judged by the evaluator of
+    tests/harness/netpol.py (no CNI here enforces them): on the user pod's side CHP may reach the
+    sidecar port (ours adds it beside Z2JH's notebook port) and a pod without Z2JH's access label
+    may not. On CHP's side Z2JH's default egress admits private IPs on any port; with that rule
+    off (``privateIPs: false``) only the notebook port is left, and the values the docs give for
+    that case admit the sidecar port again (each rendered by the real Z2JH chart)."""
+    net = client.NetworkingV1Api(stack.api)
+    policies = [
+        stack.api.sanitize_for_serialization(p)
+        for p in net.list_namespaced_network_policy(stack.namespace).items
+    ]
+    namespace_labels = stack.core.read_namespace(stack.namespace).metadata.labels or {}
+
+    def endpoint_of(name: str) -> Endpoint:
+        pod = stack.api.sanitize_for_serialization(stack.core.read_namespaced_pod(name, stack.namespace))
+        return Endpoint.of_pod(pod, namespace_labels)
+
+    (proxy_pod,) = stack.core.list_namespaced_pod(stack.namespace, label_selector="component=proxy").items
+    chp, alice = endpoint_of(proxy_pod.metadata.name), endpoint_of("jupyter-alice")
+    (sidecar,) = [c for c in stack.user_pod("alice").spec.init_containers or () if c.name == "mcp-sidecar"]
+    port = sidecar.ports[0].container_port
+    stranger = Endpoint(stack.namespace, {"app": "curious"}, "10.213.0.250", namespace_labels)
+
+    assert connection_allowed(policies, chp, alice, 8888).allowed  # Z2JH's own path, as a check
+    to_sidecar = connection_allowed(policies, chp, alice, port)
+    assert to_sidecar.allowed, to_sidecar.why
+    refused = connection_allowed(policies, stranger, alice, port)
+    assert not refused.ingress_allowed, refused.why
+    without_ours = [p for p in policies if p["metadata"]["name"] != "jupyter-alice-mcp"]
+    assert not connection_allowed(without_ours, chp, alice, port).ingress_allowed  # ours is what admits it
+
+    def with_proxy_policy(extra: dict[str, Any]) -> list[dict[str, Any]]:
+        """The installed policies with Z2JH's proxy policy rendered from the release's values + extra."""
+        values = stack.z2jh.workdir / "netpol-values.yaml"
+        values.write_text(yaml.safe_dump(deep_merge(stack.z2jh.values, extra)))
+        rendered = stack.z2jh.controlplane.helm(
+            "template",
+            stack.z2jh.release,
+            str(stack.z2jh.chart),
+            "-n",
+            stack.namespace,
+            "-f",
+            str(values),
+            "--show-only",
+            "templates/proxy/netpol.yaml",
+        )
+        proxy_policy = yaml.safe_load(rendered)
+        proxy_policy["metadata"]["namespace"] = stack.namespace
+        kept = [p for p in policies if p["metadata"]["name"] != proxy_policy["metadata"]["name"]]
+        assert len(kept) == len(policies) - 1  # it replaces the installed one
+        return [*kept, proxy_policy]
+
+    no_private = {"proxy": {"chp": {"networkPolicy": {"egressAllowRules": {"privateIPs": False}}}}}
+    closed = connection_allowed(with_proxy_policy(no_private), chp, alice, port)
+    assert not closed.egress_allowed, closed.why
+    reopened = connection_allowed(
+        with_proxy_policy(deep_merge(no_private, docs_proxy_egress_values())), chp, alice, port
+    )
+    assert reopened.allowed, reopened.why
