@@ -5,6 +5,7 @@ proxy routes here (``Proxy.extra_routes``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -15,7 +16,7 @@ from jupyterhub.services.auth import HubOAuth
 from mcp.server.auth.handlers.metadata import MetadataHandler
 from mcp.server.auth.routes import build_metadata, cors_middleware, create_auth_routes
 from mcp.server.auth.settings import ClientRegistrationOptions, RevocationOptions
-from mcp_operator.hubclient import HubClient
+from mcp_operator.hubclient import HubClient, HubError
 from mcp_sidecar import resource_metadata
 from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
@@ -31,7 +32,7 @@ from .store import JsonFileStore
 
 SESSION_COOKIE = "mcp-auth-session"
 LOGIN_COOKIE = "mcp-auth-login"
-SESSION_TTL = 8 * 3600
+SESSION_TTL = 3600  # our sign-in outlives a hub logout by at most this: keep it short
 LOGIN_TTL = 600
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -169,6 +170,10 @@ def build_app(
         model = await hub_oauth.user_for_token(token, use_cache=False, sync=False)
         if not model or not model.get("name"):
             return message("Sign-in refused", "The hub did not say who you are.", 403)
+        # The hub token of this login only told us who it is: revoke it rather than let it linger.
+        if isinstance(model.get("token_id"), str):
+            with contextlib.suppress(HubError):
+                await hub.revoke(model["name"], model["token_id"])
         query = urlencode({"request": login["request_id"]})
         response = RedirectResponse(f"{consent_action}?{query}", 302, NO_STORE)
         response.set_cookie(

@@ -387,3 +387,36 @@ async def test_mcp_remote_with_no_headers_logs_in_through_the_hub(
     someone = Person(browser, Redirect(callback), "alice", demo.password)
     await someone.authorize(url)  # lands on mcp-remote's own callback server, which takes the code
     assert "1024" in await asyncio.wait_for(running, 120)
+
+
+async def test_an_unknown_client_is_refused(demo: DemoProcess, alice: User, raw: RawClient) -> None:
+    _, challenge = pkce()
+    raw.client_id = "never-registered"
+    reply = await raw.http.get(raw.authorize_url(challenge, alice.url))
+    # No registered redirect URI to trust: the answer goes to the browser, not to a redirect.
+    assert oauth_error(reply) == "invalid_request" and "not found" in reply.json()["error_description"]
+    token = await raw.token(grant_type="authorization_code", code="x", code_verifier="y" * 50)
+    assert oauth_error(token, 401) == "invalid_client"
+
+
+def audit_lines(demo: DemoProcess) -> list[dict[str, Any]]:
+    """The authorization server's audit lines (its stdout lands in the hub's log)."""
+    import json
+
+    lines = (demo.state / "jupyterhub.log").read_text(errors="replace").splitlines()
+    return [json.loads(line.split(" INFO ", 1)[1]) for line in lines if "mcp_authserver.audit INFO" in line]
+
+
+async def test_refusals_are_audited_with_the_rfc_error(
+    demo: DemoProcess, alice: User, browser: Any, raw: RawClient
+) -> None:
+    code, _verifier = await raw.code(person(demo, browser, raw.redirect, "alice"), alice.url)
+    before = len(audit_lines(demo))
+    assert oauth_error(await raw.exchange(code, "z" * 50)) == "invalid_grant"
+    deadline = time.monotonic() + 10
+    while not [a for a in audit_lines(demo)[before:] if a.get("error") == "invalid_grant"]:
+        assert time.monotonic() < deadline, audit_lines(demo)[before:]
+        await asyncio.sleep(0.2)
+    refused = next(a for a in audit_lines(demo)[before:] if a.get("error") == "invalid_grant")
+    assert refused["event"] == "token" and refused["outcome"] == "refused" and refused["status"] == 400
+    assert code not in str(audit_lines(demo))  # no secret in the audit
