@@ -256,7 +256,7 @@ class Demo:
                 f"MCP endpoint: {e.url}\n"
                 f"add by URL:   {e.url}   (a client with MCP authorization: log in through the hub, "
                 "consent, done; no token to paste)\n"
-                f"token:        {e.token}   (access:servers!server={e.user}/ only, "
+                f"token:        {e.token}   ({' '.join(token_scopes(e.user, policy=o.policy))} only, "
                 f"expires in {o.token_ttl}s)\n"
                 f"saved to:     {o.user_dir(e.user) / 'mcp.json'}\n"
                 "Streamable HTTP client config:\n"

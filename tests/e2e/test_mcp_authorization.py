@@ -420,3 +420,10 @@ async def test_refusals_are_audited_with_the_rfc_error(
     refused = next(a for a in audit_lines(demo)[before:] if a.get("error") == "invalid_grant")
     assert refused["event"] == "token" and refused["outcome"] == "refused" and refused["status"] == 400
     assert code not in str(audit_lines(demo))  # no secret in the audit
+
+
+def test_the_demo_prints_the_url_to_add_per_user(demo: DemoProcess, alice: User, bob: User) -> None:
+    printed = demo.text()
+    for user in (alice, bob):
+        assert f"add by URL:   {user.url}   (a client with MCP authorization" in printed, printed
+        assert f"(custom:mcp:execute!server={user.name}/ only, expires" in printed
