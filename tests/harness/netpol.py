@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mcp_operator.policy import labels_match  # the operator's own LabelSelector matching
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -46,24 +48,6 @@ class Endpoint:
         )
 
 
-def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """A LabelSelector; an empty one matches everything."""
-    selector = selector or {}
-    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
-        return False
-    for expression in selector.get("matchExpressions") or ():
-        key, operator, values = expression["key"], expression["operator"], expression.get("values") or ()
-        if operator == "In" and labels.get(key) not in values:
-            return False
-        if operator == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if operator == "Exists" and key not in labels:
-            return False
-        if operator == "DoesNotExist" and key in labels:
-            return False
-    return True
-
-
 def _types(policy: Mapping[str, Any]) -> set[str]:
     spec = policy.get("spec") or {}
     if spec.get("policyTypes"):
@@ -81,11 +65,11 @@ def _peer_matches(peer: Mapping[str, Any], policy_namespace: str, other: Endpoin
             return False
         return not any(address in ipaddress.ip_network(e, strict=False) for e in block.get("except") or ())
     if "namespaceSelector" in peer:
-        if not selector_matches(peer["namespaceSelector"], other.namespace_labels):
+        if not labels_match(peer["namespaceSelector"], other.namespace_labels):
             return False
     elif other.namespace != policy_namespace:
         return False
-    return selector_matches(peer.get("podSelector"), other.labels)
+    return labels_match(peer.get("podSelector"), other.labels)
 
 
 def _port_matches(rule_ports: Sequence[Mapping[str, Any]] | None, port: int, destination: Endpoint) -> bool:
@@ -118,7 +102,7 @@ def _side_allows(
         for p in policies
         if p["metadata"]["namespace"] == me.namespace
         and direction in _types(p)
-        and selector_matches((p.get("spec") or {}).get("podSelector"), me.labels)
+        and labels_match((p.get("spec") or {}).get("podSelector"), me.labels)
     ]
     names = [p["metadata"]["name"] for p in selecting]
     if not selecting:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.harness.netpol import Endpoint, connection_allowed, selector_matches
+from mcp_operator.policy import labels_match
+
+from tests.harness.netpol import Endpoint, connection_allowed
 
 NS = "jhub"
 USER_POD = Endpoint(NS, {"component": "singleuser-server"}, "10.0.0.5", {"name": NS}, {"notebook-port": 8888})
@@ -103,11 +105,9 @@ def test_a_namespace_selector_with_a_pod_selector_means_both() -> None:
 
 def test_match_expressions() -> None:
     labels = {"tier": "web", "env": "prod"}
-    assert selector_matches(
-        {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["web"]}]}, labels
-    )
-    assert not selector_matches(
+    assert labels_match({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["web"]}]}, labels)
+    assert not labels_match(
         {"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["prod"]}]}, labels
     )
-    assert selector_matches({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}, labels)
-    assert not selector_matches({"matchExpressions": [{"key": "x", "operator": "Exists"}]}, labels)
+    assert labels_match({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}, labels)
+    assert not labels_match({"matchExpressions": [{"key": "x", "operator": "Exists"}]}, labels)
