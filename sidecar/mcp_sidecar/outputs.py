@@ -28,6 +28,16 @@ TEXT_MIME_ORDER = (
     "application/javascript",
 )
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+# What stands in a kept output for an image no answer can return (over the cap): its size and the
+# note the answer shows, so the base64 is not held in memory for nothing.
+LEFT_OUT_IMAGE = "application/x-mcp-left-out-image"
+
+
+def base64_size(data: str) -> int:
+    """Decoded size in bytes of base64 text, without decoding or copying it."""
+    length = len(data) - data.count("\n") - data.count(" ")
+    tail = data.rstrip()[-2:]
+    return max(0, length * 3 // 4 - tail.count("="))
 
 
 @dataclass(frozen=True)
@@ -42,9 +52,8 @@ class ImagePart:
 
     @property
     def size(self) -> int:
-        """Decoded size in bytes, without decoding."""
-        stripped = self.data.replace("\n", "")
-        return len(stripped) * 3 // 4 - stripped.count("=", -2)
+        """Decoded size in bytes, without decoding (or copying the data)."""
+        return base64_size(self.data)
 
 
 Part = TextPart | ImagePart
@@ -96,6 +105,9 @@ def render_output(output: Mapping[str, Any]) -> list[Part]:
     if kind in ("execute_result", "display_data"):
         data: Mapping[str, Any] = output.get("data") or {}
         parts: list[Part] = []
+        left_out = data.get(LEFT_OUT_IMAGE)
+        if isinstance(left_out, Mapping):
+            parts.append(TextPart(str(left_out.get("note", "[an image was left out]\n"))))
         image = next((m for m in IMAGE_MIMES if m in data), None)
         if image:
             parts.append(ImagePart(image, _joined(data[image]).strip()))
@@ -105,7 +117,7 @@ def render_output(output: Mapping[str, Any]) -> list[Part]:
             text = data[text_mime]
             text = text if isinstance(text, str | list) else _json_text(text)
             parts.append(TextPart(strip_ansi(_joined(text)).rstrip("\n") + "\n"))
-        elif not image and data:
+        elif not image and not left_out and data:
             parts.append(TextPart(f"[output of type {', '.join(sorted(data))} not shown as text]\n"))
         return parts
     return [TextPart(f"[unknown output type {kind!r}]\n")]
@@ -189,14 +201,7 @@ def shape(
                 result.parts.append(part)
             else:
                 result.dropped_images += 1
-                why = (
-                    "images are not shown here"
-                    if max_image_bytes == 0
-                    else f"over the {max_image_bytes}-byte image limit for one answer"
-                )
-                result.parts.append(
-                    TextPart(f"[image {part.mime_type} of {part.size} bytes left out: {why}]\n")
-                )
+                result.parts.append(TextPart(image_note(part.mime_type, part.size, max_image_bytes)))
         else:
             kept = next(texts)
             if kept:
@@ -229,6 +234,36 @@ def _cut_across(texts: list[str], max_chars: int, more_hint: Callable[[int], str
             piece += text[max(0, tail_start - start) :]
         kept.append(piece)
         start = end
+    return kept
+
+
+def image_note(mime_type: str, size: int, max_image_bytes: int) -> str:
+    why = (
+        "images are not shown here"
+        if max_image_bytes == 0
+        else f"over the {max_image_bytes}-byte image limit for one answer"
+    )
+    return f"[image {mime_type} of {size} bytes left out: {why}]\n"
+
+
+def leave_out_big_images(outputs: list[dict[str, Any]], max_image_bytes: int) -> list[dict[str, Any]]:
+    """The outputs with every image no answer can return (over ``max_image_bytes``) replaced by its
+    note: what a finished run keeps once its outputs are saved. Never decodes an image."""
+    kept: list[dict[str, Any]] = []
+    for output in outputs:
+        data = output.get("data")
+        if isinstance(data, dict):
+            big = [
+                (m, size)
+                for m in IMAGE_MIMES
+                if m in data and max_image_bytes and (size := base64_size(_joined(data[m]))) > max_image_bytes
+            ]
+            if big:
+                data = {k: v for k, v in data.items() if k not in {m for m, _ in big}}
+                mime, size = big[0]
+                data[LEFT_OUT_IMAGE] = {"note": image_note(mime, size, max_image_bytes)}
+                output = {**output, "data": data}
+        kept.append(output)
     return kept
 
 

@@ -68,6 +68,7 @@ class NotebookTools:
         self.notebooks = Notebooks(self.server)
         self.kernels = Kernels(self.server, self.notebooks)
         self.executor = Executor(self.kernels, self.notebooks)
+        self.executor.keep_image_bytes = settings.output_max_image_bytes
         self.sessions = SessionDefaults()
 
     async def aclose(self) -> None:

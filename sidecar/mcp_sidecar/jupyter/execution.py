@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from .. import metrics
+from ..outputs import leave_out_big_images
 from .cells import resolve
 from .documents import Notebooks
 from .errors import JupyterError
@@ -42,6 +43,8 @@ class Executor:
         self.kernels = kernels
         self.notebooks = notebooks
         self.return_after = RETURN_AFTER
+        # Images over this are left out of a run's kept outputs once saved: no answer returns them.
+        self.keep_image_bytes: int | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     async def aclose(self) -> None:
@@ -140,6 +143,8 @@ class Executor:
                 await self._save_outputs(execution)
         finally:
             metrics.record_execution(execution.status)
+            if execution.done.is_set() and self.keep_image_bytes is not None:
+                execution.state.outputs = leave_out_big_images(execution.outputs, self.keep_image_bytes)
             execution.saved.set()
 
     async def _stop_overdue(self, execution: Execution, limit: float) -> None:

@@ -206,7 +206,10 @@ class KernelConnection:
         try:
             async for raw in self._ws:
                 _ack_now(self._ws)
-                self._dispatch(json.loads(raw))
+                message = json.loads(raw)
+                del raw  # a 50 MB image arrives as one frame: not held twice until the next one
+                self._dispatch(message)
+                del message
         except websockets.ConnectionClosed:
             pass
         except Exception:  # never die silently: in-flight executions must learn what happened
