@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import re
 import secrets
@@ -427,3 +428,28 @@ def test_the_demo_prints_the_url_to_add_per_user(demo: DemoProcess, alice: User,
     for user in (alice, bob):
         assert f"add by URL:   {user.url}   (a client with MCP authorization" in printed, printed
         assert f"(custom:mcp:execute!server={user.name}/ only, expires" in printed
+
+
+async def test_grants_survive_a_restart_of_the_authorization_server(
+    demo: DemoProcess, alice: User, browser: Any, raw: RawClient
+) -> None:
+    """The state is on disk: after the service dies (the hub restarts managed services), the
+    registered client and its refresh grant still work."""
+    code, verifier = await raw.code(person(demo, browser, raw.redirect, "alice"), alice.url)
+    issued = (await raw.exchange(code, verifier)).json()
+    (server,) = [p for p in demo.tree() if any("jupyterhub-mcp-authserver" in part for part in p.cmdline())]
+    server.kill()  # this test's own demo tree, by pid (the hub reaps it: not our child to wait for)
+    deadline = time.monotonic() + 120
+    while True:  # the hub notices and starts it again
+        with contextlib.suppress(httpx.TransportError):
+            if (await raw.http.get(f"{raw.base}/")).status_code == 200:
+                break
+        assert time.monotonic() < deadline, "the hub did not restart the authorization server"
+        await asyncio.sleep(0.5)
+    renewed = await raw.token(grant_type="refresh_token", refresh_token=issued["refresh_token"])
+    assert renewed.status_code == 200, renewed.text
+    assert await hub_scopes(demo, renewed.json()["access_token"]) == [
+        "custom:mcp:edit!server=alice/",
+        "custom:mcp:execute!server=alice/",
+        "custom:mcp:read!server=alice/",
+    ]
