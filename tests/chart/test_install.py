@@ -30,7 +30,7 @@ import yaml
 from cryptography import x509
 from mcp_operator import endpoint
 
-from tests.harness.chart import CHART, NAMESPACED, flatten
+from tests.harness.chart import CHART, NAMESPACED, flatten, service_account_kubeconfig
 from tests.harness.gatewayapi import install_gateway_api
 from tests.harness.paths import VENV_BIN, free_port
 
@@ -398,37 +398,6 @@ def test_upgrade_keeps_the_ca_and_applies_new_values(controlplane, release):
     assert [entry["status"] for entry in json.loads(history)] == ["superseded", "deployed"]
 
 
-def service_account_kubeconfig(controlplane, release: Release, path: Path) -> Path:
-    """A kubeconfig that *is* the chart's ServiceAccount: a token from the TokenRequest API, the
-    same kind of credential the operator pod gets, so the API server authorizes every call the
-    operator makes exactly as it would in the cluster."""
-    token = controlplane.kubectl("create", "token", RELEASE, "-n", release.namespace, "--duration=1h").strip()
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "test",
-                "cluster": {
-                    "server": controlplane.server,
-                    "certificate-authority-data": base64.b64encode(controlplane.ca_pem).decode(),
-                },
-            }
-        ],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [
-            {
-                "name": "operator",
-                "context": {"cluster": "test", "user": "operator", "namespace": release.namespace},
-            }
-        ],
-        "current-context": "operator",
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
-
-
 def operator_command(
     controlplane, release: Release, tmp_path: Path, health_port: int
 ) -> tuple[list[str], dict[str, str]]:
@@ -459,7 +428,9 @@ def operator_command(
     (tmp_path / "tls.key").write_bytes(tls["tls.key"])
     env["MCP_WEBHOOK_PORT"] = str(release.webhook_port)
     env["MCP_HEALTH_PORT"] = str(health_port)
-    env["KUBECONFIG"] = str(service_account_kubeconfig(controlplane, release, tmp_path / "sa.kubeconfig"))
+    env["KUBECONFIG"] = str(
+        service_account_kubeconfig(controlplane, release.namespace, RELEASE, tmp_path / "sa.kubeconfig")
+    )
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR")}
     # No `command` in the Deployment: the image's ENTRYPOINT, the console script, runs the args.
     assert "command" not in container

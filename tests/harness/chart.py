@@ -5,10 +5,14 @@ more, against a real API server)."""
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from tests.fixtures.controlplane import control_plane_bin_dir
 from tests.harness.paths import REPO
@@ -79,3 +83,39 @@ def flatten_rules(rules: list[dict]) -> set[tuple[str, str, str]]:
         for resource in rule.get("resources", [])
         for verb in rule.get("verbs", [])
     }
+
+
+def service_account_kubeconfig(controlplane: Any, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig that *is* the ServiceAccount: a token from the TokenRequest API, the same kind
+    of credential the operator pod gets, so the API server authorizes every call the operator
+    makes exactly as it would in the cluster."""
+    token = controlplane.kubectl("create", "token", account, "-n", namespace, "--duration=2h").strip()
+    cluster = {
+        "server": controlplane.server,
+        "certificate-authority-data": base64.b64encode(controlplane.ca_pem).decode(),
+    }
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": cluster}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [
+            {"name": account, "context": {"cluster": "test", "user": account, "namespace": namespace}}
+        ],
+        "current-context": account,
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def install_chart_rbac(controlplane: Any, namespace: str, release: str = "jupyterhub-mcp") -> str:
+    """Only the chart's ServiceAccount, Role and RoleBinding (templates/rbac.yaml as `helm template`
+    renders them), applied into ``namespace``: for an operator that runs on this machine but must
+    have exactly the chart's permissions. Returns the ServiceAccount's name."""
+    rendered = controlplane.helm(
+        "template", release, str(CHART), "-n", namespace, "--show-only", "templates/rbac.yaml"
+    )
+    controlplane.kubectl("apply", "-n", namespace, "-f", "-", input=rendered)
+    (account,) = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ServiceAccount"]
+    return str(account["metadata"]["name"])

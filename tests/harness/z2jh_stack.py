@@ -2,14 +2,15 @@
 
 ``running_stack`` installs a Z2JH release (tests/harness/z2jh.py) with the values a Z2JH admin adds
 for this project (the hub service ``jupyterhub-mcp`` with the ``tokens`` scope, the chart making its
-token; the MCP custom scopes and the user role granting them, ``endpoint.z2jh_hub_values``)
-plus what the node agent needs (no iptables init container, no PVC), merged with the caller's;
-installs the real CRD and an MCPPolicy; starts the real operator
-(``OperatorProcess``) with the hub service's token and ``--hub-api-url`` / ``--hub-public-url`` /
-``--proxy-api-url`` at the hub's and CHP's host addresses (there is no cluster DNS for it on the
-host); and registers the webhook (failurePolicy ``Ignore``, the chart's default). On the way out
-it stops every server it spawned, unregisters the webhook and stops the operator (the release
-itself is the ``z2jh_factory``'s).
+token; the MCP custom scopes and the user role granting them, ``endpoint.z2jh_hub_values``) plus
+what the node agent needs (no iptables init container, no PVC), merged with the caller's; installs
+the real CRD and an MCPPolicy; starts the real operator (``OperatorProcess``) as this chart's
+ServiceAccount (the chart's own ServiceAccount, Role and RoleBinding applied into the release
+namespace; a TokenRequest token) with the hub service's token and ``--hub-api-url`` /
+``--hub-public-url`` / ``--proxy-api-url`` at the hub's and CHP's host addresses (there is no
+cluster DNS for it on the host); and registers the webhook (failurePolicy ``Ignore``, the chart's
+default). On the way out it stops every server it spawned, unregisters the webhook and stops the
+operator (the release itself is the ``z2jh_factory``'s).
 
 ``McpStack`` is what a scenario drives: ``spawn`` / ``stop_server`` through the hub API,
 ``token_secret`` (the operator's Secret, once it holds a token), ``chp_routes`` (CHP's routing
@@ -32,6 +33,7 @@ from mcp_operator import endpoint
 from mcp_operator.constants import GROUP, PLURAL, VERSION
 from mcp_operator.names import safe_slug, token_secret_name
 
+from tests.harness.chart import install_chart_rbac, service_account_kubeconfig
 from tests.harness.operator import OperatorProcess, create_policy, install_crd
 from tests.harness.paths import eventually
 from tests.harness.z2jh import Z2JH, deep_merge
@@ -199,6 +201,12 @@ def running_stack(
     install_crd(controlplane)
     create_policy(api, z2jh.namespace, "default", dict(policy or {"tokens": {"issue": True}}))
     operator = OperatorProcess(controlplane, z2jh.namespace, workdir, native_sidecar="true")
+    # As this chart's ServiceAccount, with exactly the chart's Role: a call the chart does not
+    # allow fails here as it would in the cluster.
+    account = install_chart_rbac(controlplane, z2jh.namespace)
+    operator.env["KUBECONFIG"] = str(
+        service_account_kubeconfig(controlplane, z2jh.namespace, account, workdir / "operator.kubeconfig")
+    )
     operator.env["JUPYTERHUB_API_TOKEN"] = z2jh.secret(f"hub.services.{SERVICE}.apiToken")
     operator.env["MCP_RECONCILE_INTERVAL"] = str(reconcile_interval)
     operator.env.update(operator_env or {})
