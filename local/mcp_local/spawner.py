@@ -223,6 +223,20 @@ class MCPLocalSpawner(SimpleLocalProcessSpawner):
                     )
                 await asyncio.sleep(0.1)
 
+    async def poll(self) -> int | None:
+        """The server's exit status (None while it runs). A server found gone takes its sidecar
+        and MCP route with it: the hub does not call stop() for a server that already exited, and
+        an orphan sidecar would keep admitting the user's token."""
+        status = await super().poll()
+        if status is not None and (self.sidecar_pid or self._sidecar is not None):
+            self.log.warning(
+                "Jupyter server for %s is gone (status %s): stopping its MCP sidecar and route",
+                self._log_name,
+                status,
+            )
+            await self._stop_sidecar()
+        return status
+
     async def stop(self, now: bool = False) -> None:
         try:
             await self._stop_sidecar()
