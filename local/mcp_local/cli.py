@@ -43,7 +43,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Starts JupyterHub (local processes) behind configurable-http-proxy, starts a server "
         "and its MCP sidecar for each demo user, and prints each user's MCP endpoint, a fresh token and "
         "a client configuration. Ctrl-C stops everything. "
-        f"Needs the demo extra ({DEMO_EXTRA_HINT}) and configurable-http-proxy (npm).",
+        f"Needs the demo extra ({DEMO_EXTRA_HINT}) and configurable-http-proxy (npm). "
+        "Not isolated: every demo user runs as your OS user, so code in one user's kernel can read "
+        "another user's files, their mcp.json and its token included; use it to try things alone, "
+        "not to share a machine.",
     )
     demo.add_argument("--users", default="alice,bob", help="comma-separated demo users (default alice,bob)")
     demo.add_argument("--state-dir", default=".demo", type=Path, help="sqlite, secrets, logs, homes")
