@@ -207,16 +207,19 @@ async def reach_through_traefik(
 
 
 async def eventually_routed(http: Any, url: str, traefik: Traefik) -> None:
-    """Traefik applies a new route a moment after the object is written (and once the pod's
-    EndpointSlice is ready): until then it answers 404."""
-    deadline = time.monotonic() + 60
+    """Traefik applies a new route a moment after the object is written, and sends to the pod only
+    once its EndpointSlice is ready: until then 404 or 503. Routed means the sidecar itself answers
+    (its 401 with a Bearer challenge to a request without a valid token)."""
+    deadline = time.monotonic() + 90
     while True:
-        answer = await http.get(url, headers={"Accept": "text/event-stream"})
-        # The sidecar answers GET without a session as itself (405/400), never Traefik's 404.
-        if answer.status_code != 404:
+        answer = await http.get(url, headers={"Authorization": "Bearer not-a-token"})
+        if answer.status_code == 401 and answer.headers.get("www-authenticate", "").startswith("Bearer"):
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"{url} still 404 from Traefik after 60 s:\n{traefik.log_tail()}")
+            raise AssertionError(
+                f"{url} answered {answer.status_code} from Traefik, not the sidecar, after 90 s:\n"
+                + traefik.log_tail()
+            )
         await asyncio.sleep(0.5)
 
 
