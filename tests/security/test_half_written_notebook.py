@@ -64,16 +64,27 @@ async def test_a_contents_read_during_an_in_place_save_is_retried(
     stop = asyncio.Event()
     writer = asyncio.create_task(save_in_place_forever(jupyter.root / path, stop))
     raw_unreadable = 0
-    try:
+
+    async def read_raw_until_stopped() -> None:
+        """Plain reads of the same file, on their own clock: they must see the 400."""
+        nonlocal raw_unreadable
         async with httpx.AsyncClient(headers=jupyter.headers, timeout=30) as http:
-            for _ in range(60):
-                model = await server.get_contents(path)  # raises on the 400 without the retry
-                assert model["type"] == "notebook" and len(model["content"]["cells"]) == 50
+            while not stop.is_set():
                 raw = await http.get(f"{jupyter.url}api/contents/{path}")
                 raw_unreadable += raw.status_code == 400 and "Unreadable Notebook" in raw.text
+                await asyncio.sleep(0.007)
+
+    raw_reader = asyncio.create_task(read_raw_until_stopped())
+    try:
+        reads, until = 0, asyncio.get_running_loop().time() + 4.0  # ~17 saves
+        while reads < 60 or asyncio.get_running_loop().time() < until:
+            reads += 1
+            model = await server.get_contents(path)  # raises on the 400 without the retry
+            assert model["type"] == "notebook" and len(model["content"]["cells"]) == 50
     finally:
         stop.set()
         saves = await writer
+        await raw_reader
     assert saves > 10
     assert raw_unreadable > 0, "the simulated saves never produced the 400: this test proves nothing"
 
