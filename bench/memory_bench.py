@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import subprocess
 import tempfile
@@ -28,7 +27,7 @@ import httpx
 import psutil
 
 from bench import results
-from tests.harness.jupyter import JupyterProcess, jupyter_server, sidecar_command
+from tests.harness.jupyter import JupyterProcess, jupyter_server, sidecar_command, sidecar_process_env
 from tests.harness.mcp import INITIALIZE, MCP_HEADERS, mcp_client, text
 from tests.harness.paths import free_port
 
@@ -66,15 +65,7 @@ class Sampler:
 def sidecar(jupyter: JupyterProcess, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, str]]:
     token = secrets.token_hex(16)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_", "JUPYTERHUB_"))}
-    env.update(
-        MCP_TOKEN=token,
-        MCP_PORT=str(port),
-        MCP_HOST="127.0.0.1",
-        JUPYTER_SERVER_URL=jupyter.origin,
-        JUPYTER_TOKEN=jupyter.token,
-        MCP_AUDIT_LOG="off",
-    )
+    env = sidecar_process_env(jupyter, token, port)
     url = f"http://127.0.0.1:{port}/mcp"
     with log.open("wb") as out:
         process = subprocess.Popen(sidecar_command(), env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import psutil
 
-from tests.harness.jupyter import JupyterProcess, jupyter_server, sidecar_command
+from tests.harness.jupyter import JupyterProcess, jupyter_server, sidecar_command, sidecar_process_env
 from tests.harness.mcp import mcp_client, text
 from tests.harness.notebooks import write_notebook
 from tests.harness.paths import CACHE, free_port
@@ -256,15 +256,7 @@ async def run(scale: float) -> dict[str, Any]:
 
         token = secrets.token_hex(16)
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_", "JUPYTERHUB_"))}
-        env.update(
-            MCP_TOKEN=token,
-            MCP_PORT=str(port),
-            MCP_HOST="127.0.0.1",
-            JUPYTER_SERVER_URL=jupyter.origin,
-            JUPYTER_TOKEN=jupyter.token,
-            MCP_AUDIT_LOG="off",
-        )
+        env = sidecar_process_env(jupyter, token, port)
         results["sidecar"] = await bench_mcp_server(
             "sidecar",
             sidecar_command(),

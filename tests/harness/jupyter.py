@@ -179,6 +179,21 @@ async def sidecar_in_process(
         await asyncio.wait_for(task, 30)
 
 
+def sidecar_process_env(jupyter: JupyterProcess, token: str, port: int) -> dict[str, str]:
+    """The environment of a sidecar process on loopback in front of ``jupyter``, static-token auth,
+    no audit log (benchmarks): this machine's environment without any MCP_ or JUPYTERHUB_ setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_", "JUPYTERHUB_"))}
+    env.update(
+        MCP_TOKEN=token,
+        MCP_PORT=str(port),
+        MCP_HOST="127.0.0.1",
+        JUPYTER_SERVER_URL=jupyter.origin,
+        JUPYTER_TOKEN=jupyter.token,
+        MCP_AUDIT_LOG="off",
+    )
+    return env
+
+
 def sidecar_command() -> list[str]:
     return (
         [str(VENV_BIN / "jupyterhub-mcp-sidecar")]
